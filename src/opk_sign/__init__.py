@@ -1,0 +1,3 @@
+"""opk-sign: keyless signing of container images with OpenPubkey."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,49 @@
+"""The `opk-sign` command line.
+
+Each subcommand lives in its own module under ``opk_sign.commands`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` (``(args) -> int``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from opk_sign import __version__, commands
+from opk_sign.errors import EXIT_FAILURE, EXIT_USAGE, OpkSignError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opk-sign",
+        description="Keyless signing and verification of container images with OpenPubkey.",
+    )
+    parser.add_argument("--version", action="version", version=f"opk-sign {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except OpkSignError as err:
+        print(f"error: {err.diagnostics()}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

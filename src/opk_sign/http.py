@@ -1,0 +1,116 @@
+"""The one HTTP session factory and retry policy of opk-sign.
+
+Everything that talks HTTP (registries, the OIDC token endpoint, discovery and JWKS, TSA, TUF)
+gets its session here, so retries, timeouts and the user agent are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from opk_sign import __version__
+
+USER_AGENT = f"opk-sign/{__version__}"
+
+#: Statuses worth retrying: rate limits and transient gateway or server faults.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class HTTPConfig:
+    """Timeouts and retry budget; one instance per run."""
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retries: int = 5
+    backoff_factor: float = 0.2
+    backoff_max: float = 10.0
+    #: Largest Retry-After we honour before giving up; a registry asking for an hour is down.
+    max_retry_after: float = 60.0
+    pool_size: int = 32
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.read_timeout)
+
+
+DEFAULT_HTTP = HTTPConfig()
+
+
+def retry_policy(config: HTTPConfig = DEFAULT_HTTP) -> Retry:
+    """Exponential backoff with jitter; honours Retry-After; retries resets on every method.
+
+    Retrying non-idempotent methods (POST, PUT, PATCH) is safe for our uses: blob uploads are
+    content-addressed and restart from a fresh POST, manifest PUTs are idempotent by digest.
+    """
+    return Retry(
+        total=config.retries,
+        connect=config.retries,
+        read=config.retries,
+        status=config.retries,
+        other=0,
+        allowed_methods=None,  # every method
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=config.backoff_factor,
+        backoff_max=config.backoff_max,
+        backoff_jitter=config.backoff_factor,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        raise_on_redirect=False,
+    )
+
+
+def new_session(config: HTTPConfig = DEFAULT_HTTP) -> requests.Session:
+    """A session with our retry policy, connection pool and user agent."""
+    session = requests.Session()
+    adapter = HTTPAdapter(
+        max_retries=retry_policy(config),
+        pool_connections=config.pool_size,
+        pool_maxsize=config.pool_size,
+    )
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    # Never pick up credentials or proxies from ~/.netrc or the environment by surprise.
+    session.trust_env = False
+    return session
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and addresses in 127.0.0.0/8 or ::1 (with or without a port)."""
+    host = host.strip()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_url(url: str) -> bool:
+    return is_loopback_host(urlsplit(url).hostname or "")
+
+
+def require_secure_url(url: str, what: str) -> None:
+    """HTTPS everywhere; plain HTTP only for loopback services (tests, emulators)."""
+    from opk_sign.errors import UsageError
+
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return
+    if parts.scheme == "http" and is_loopback_host(parts.hostname or ""):
+        return
+    raise UsageError(
+        f"{what} must use https:// (got {url!r})",
+        hint="plain http is allowed only for loopback addresses such as 127.0.0.1",
+    )
