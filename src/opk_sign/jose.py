@@ -291,7 +291,9 @@ def public_key_from_jwk(jwk: Mapping[str, Any], field: str = "JWK") -> PublicKey
             return rsa_public_numbers(jwk, field).public_key()
         if kty == "EC":
             if jwk.get("crv") != "P-256":
-                raise FormatError(f"{field}: only EC curve P-256 is supported, got {jwk.get('crv')!r}")
+                raise FormatError(
+                    f"{field}: only EC curve P-256 is supported, got {jwk.get('crv')!r}"
+                )
             x = b64decode(require_str(jwk, "x", field), f"{field} member 'x'")
             y = b64decode(require_str(jwk, "y", field), f"{field} member 'y'")
             if len(x) != 32 or len(y) != 32:
@@ -325,7 +327,11 @@ def jwk_from_public_key(key: PublicKey, alg: str | None = None) -> JSONObject:
     elif isinstance(key, ed25519.Ed25519PublicKey):
         from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-        jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw))}
+        jwk = {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": b64encode(key.public_bytes(Encoding.Raw, PublicFormat.Raw)),
+        }
     else:  # pragma: no cover - the type union is exhaustive
         raise FormatError(f"unsupported key type {type(key).__name__}")
     if alg is not None:
@@ -336,7 +342,11 @@ def jwk_from_public_key(key: PublicKey, alg: str | None = None) -> JSONObject:
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 SHA-256 thumbprint, base64url: the hash of the required members only."""
     kty = jwk.get("kty")
-    required = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x")}
+    required = {
+        "RSA": ("e", "kty", "n"),
+        "EC": ("crv", "kty", "x", "y"),
+        "OKP": ("crv", "kty", "x"),
+    }
     members = required.get(kty) if isinstance(kty, str) else None
     if members is None:
         raise FormatError(f"JWK: unsupported kty {kty!r} for a thumbprint")

@@ -39,7 +39,9 @@ class ExpiryPolicy:
     @classmethod
     def from_name(cls, name: str) -> ExpiryPolicy:
         """``24h`` (default), ``12h``, ``48h``, ``1w``, ``oidc``, ``never``, or ``<N>s|m|h|d``."""
-        named = {p.name: p for p in (MAX_AGE_12H, MAX_AGE_24H, MAX_AGE_48H, MAX_AGE_1W, OIDC, NEVER)}
+        named = {
+            p.name: p for p in (MAX_AGE_12H, MAX_AGE_24H, MAX_AGE_48H, MAX_AGE_1W, OIDC, NEVER)
+        }
         if name in named:
             return named[name]
         units = {"s": 1, "m": 60, "h": HOUR, "d": 24 * HOUR}
@@ -176,7 +178,11 @@ def verify_pktoken(
     if alg != "GQ256":
         raise GQProofError(
             f"OP signature alg is {alg!r}; only GQ256 is accepted"
-            + (" (a raw RS256 signature publishes the replayable ID token)" if alg == "RS256" else "")
+            + (
+                " (a raw RS256 signature publishes the replayable ID token)"
+                if alg == "RS256"
+                else ""
+            )
         )
     _, original = gq.original_header(op, "OP signature")
     kid = original.get("kid")
@@ -204,8 +210,8 @@ def verify_pktoken(
 
 __all__ = [
     "GITHUB_ISSUER",
-    "MAX_AGE_12H",
     "MAX_AGE_1W",
+    "MAX_AGE_12H",
     "MAX_AGE_24H",
     "MAX_AGE_48H",
     "NEVER",
