@@ -128,7 +128,7 @@ class OPSigningKey:
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
         # GitHub's current key IDs are UUID-shaped; nothing may rely on their form.
         kid = str(uuid.uuid4())
-        return cls(private_key, kid, _self_signed_certificate(private_key, kid))
+        return cls(private_key, kid, _self_signed_certificate(private_key))
 
     @property
     def x5t(self) -> str:
@@ -150,10 +150,9 @@ class OPSigningKey:
         }
 
 
-def _self_signed_certificate(private_key: rsa.RSAPrivateKey, kid: str) -> bytes:
-    name = x509.Name(
-        [x509.NameAttribute(NameOID.COMMON_NAME, f"opk-sign GitHub OIDC emulator {kid}")]
-    )
+def _self_signed_certificate(private_key: rsa.RSAPrivateKey) -> bytes:
+    # The random serial makes each certificate, and so each x5t, unique.
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "opk-sign GitHub OIDC emulator")])
     now = datetime.now(UTC)
     certificate = (
         x509.CertificateBuilder()
@@ -240,7 +239,9 @@ def github_claims(
     # A reusable workflow from elsewhere runs at its own commit; one from this repository and
     # ref runs at the caller's.
     same_commit = job_ref.startswith(f"{repository}/") and job_ref.endswith(f"@{ref}")
-    job_sha = sha if same_commit else hashlib.sha1(job_ref.encode(), usedforsecurity=False).hexdigest()
+    job_sha = (
+        sha if same_commit else hashlib.sha1(job_ref.encode(), usedforsecurity=False).hexdigest()
+    )
     pull_request = event_name == "pull_request"
     if environment:
         subject = f"repo:{repository}:environment:{environment}"
@@ -342,8 +343,12 @@ class GitHubOIDCEmulator:
         self._url = f"http://{host!s}:{bound_port}"
         self._issuer = (issuer or self._url).rstrip("/")
         self._issuer_path = urlsplit(self._issuer).path
-        self._params = self._pinned(dict(claims or {}))
         self._thread: threading.Thread | None = None
+        try:
+            self._params = self._pinned(dict(claims or {}))
+        except UsageError:
+            self._server.server_close()
+            raise
 
     # --- lifecycle
 
@@ -438,7 +443,9 @@ class GitHubOIDCEmulator:
         claims = self.claims(self.default_audience if audience is None else audience)
         return mint_id_token(self.current_key, claims)
 
-    def rotate(self, drop_old: bool = False, *, new_key: OPSigningKey | None = None) -> OPSigningKey:
+    def rotate(
+        self, drop_old: bool = False, *, new_key: OPSigningKey | None = None
+    ) -> OPSigningKey:
         """Make a new key current; older keys stay published unless ``drop_old``."""
         key = new_key or OPSigningKey.generate()
         with self._lock:
@@ -460,7 +467,7 @@ class GitHubOIDCEmulator:
         return {"keys": [key.public_jwk() for key in self.keys]}
 
     def env(self) -> dict[str, str]:
-        """The variables of a runner job with ``permissions: id-token: write``, matching the claims."""
+        """A runner job's variables under ``permissions: id-token: write``, matching the claims."""
         claims = self.claims("")
 
         def claim(name: str) -> str:

@@ -1,0 +1,113 @@
+"""An issuer's live signing keys, by OpenID Connect discovery.
+
+OpenID Connect Discovery 1.0: the configuration lives at
+``<issuer>/.well-known/openid-configuration`` (any trailing ``/`` of the issuer removed first), its
+``issuer`` must equal the issuer asked for exactly (section 4.3), and its ``jwks_uri`` names the
+JWKS. Both fetches are HTTPS (plain HTTP only
+on loopback, for the emulator), size-limited, and every failure is a TrustError.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import requests
+
+from opk_sign.errors import TrustError, UsageError
+from opk_sign.http import DEFAULT_HTTP, new_session, require_secure_url
+
+#: Discovery documents and JWKS are a few KiB; anything far larger is not one.
+MAX_DOCUMENT_BYTES = 1 << 20
+
+_ISSUER_HINT = (
+    "give the issuer exactly as its tokens' iss claim spells it "
+    "(e.g. https://token.actions.githubusercontent.com) and check the network"
+)
+
+
+def _get_json(session: requests.Session, url: str, what: str) -> Any:
+    try:
+        require_secure_url(url, what)
+    except UsageError as err:
+        raise TrustError(err.message, hint=err.hint) from None
+    try:
+        with session.get(
+            url, headers={"Accept": "application/json"}, timeout=DEFAULT_HTTP.timeout, stream=True
+        ) as response:
+            if response.status_code != 200:
+                raise TrustError(
+                    f"could not fetch {what}: {url} answered HTTP {response.status_code}",
+                    hint=_ISSUER_HINT,
+                )
+            if response.url != url:
+                try:
+                    require_secure_url(response.url, f"{what} (after redirects)")
+                except UsageError as err:
+                    raise TrustError(err.message, hint=err.hint) from None
+            body = bytearray()
+            for chunk in response.iter_content(64 * 1024):
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    raise TrustError(
+                        f"{what} at {url} is larger than {MAX_DOCUMENT_BYTES} bytes",
+                        hint=_ISSUER_HINT,
+                    )
+    except requests.RequestException as exc:
+        raise TrustError(f"could not fetch {what} from {url}: {exc}", hint=_ISSUER_HINT) from None
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise TrustError(f"{what} at {url} is not JSON", hint=_ISSUER_HINT) from None
+
+
+def fetch_jwks(issuer: str, session: requests.Session | None = None) -> dict[str, Any]:
+    """The issuer's live JWKS, ``{"keys": [...]}``, found through its discovery document."""
+    http = new_session() if session is None else session
+    try:
+        config_url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
+        config = _get_json(http, config_url, f"the OpenID configuration of {issuer}")
+        if not isinstance(config, dict):
+            raise TrustError(
+                f"the OpenID configuration at {config_url} is not a JSON object", hint=_ISSUER_HINT
+            )
+        # Section 4.3: a document naming another issuer could hand out that issuer's keys.
+        if config.get("issuer") != issuer:
+            raise TrustError(
+                f"the OpenID configuration at {config_url} is for issuer "
+                f"{config.get('issuer')!r}, not {issuer!r}",
+                hint=_ISSUER_HINT,
+            )
+        jwks_uri = config.get("jwks_uri")
+        if not isinstance(jwks_uri, str) or not jwks_uri:
+            raise TrustError(
+                f"the OpenID configuration at {config_url} has no jwks_uri", hint=_ISSUER_HINT
+            )
+        jwks = _get_json(http, jwks_uri, f"the JWKS of {issuer}")
+    finally:
+        if session is None:
+            http.close()
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list) or not all(isinstance(key, dict) for key in keys):
+        raise TrustError(
+            f'the JWKS at {jwks_uri} is not {{"keys": [...]}} with a JSON object per key',
+            hint=_ISSUER_HINT,
+        )
+    return {"keys": keys}
+
+
+class JWKSCache:
+    """Live JWKS per issuer, fetched at most once per run (thread-safe)."""
+
+    def __init__(self, session: requests.Session | None = None) -> None:
+        self._session = session
+        self._lock = threading.Lock()
+        self._jwks: dict[str, dict[str, Any]] = {}
+
+    def get(self, issuer: str) -> dict[str, Any]:
+        # Held across the fetch so concurrent signers of one run ask the issuer once.
+        with self._lock:
+            if issuer not in self._jwks:
+                self._jwks[issuer] = fetch_jwks(issuer, self._session)
+            return self._jwks[issuer]
