@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from gmpy2 import invert, mpz, powmod
+from gmpy2 import invert, mpz, powmod, powmod_sec
 
 from opk_sign.errors import FormatError, GQProofError
 from opk_sign.jose import (
@@ -98,17 +98,23 @@ def sign(
         raise FormatError(f"need {t} random numbers, got {len(r)}")
     q = mpz(private)
     # Stage 2: test number W = r_1^v || ... || r_t^v (each nBytes, big-endian).
-    w = b"".join(powmod(r_i, params.v, n).to_bytes(nb, "big") for r_i in r)
+    # r_i and Q are secret: GMP's constant-time powmod_sec keeps their bits off the clock.
+    w = b"".join(_powmod_secret(r_i, params.v, n).to_bytes(nb, "big") for r_i in r)
     # Stage 3: question number R = h(W || M), split into t numbers of vBytes.
     big_r = hash_fn(t * vb, w + message)
     # Stage 4: witness numbers S_i = r_i * Q^R_i mod n.
     s = b"".join(
-        (r[i] * powmod(q, int.from_bytes(big_r[i * vb : (i + 1) * vb], "big"), n) % n).to_bytes(
-            nb, "big"
-        )
+        (
+            r[i] * _powmod_secret(q, int.from_bytes(big_r[i * vb : (i + 1) * vb], "big"), n) % n
+        ).to_bytes(nb, "big")
         for i in range(t)
     )
     return big_r + s
+
+
+def _powmod_secret(base: Any, exponent: int, modulus: Any) -> Any:
+    # mpz_powm_sec needs an odd modulus and a positive exponent; x^0 is 1 whatever x is.
+    return powmod_sec(base, exponent, modulus) if exponent else mpz(1)
 
 
 def pkcs1v15_sha256(identity: bytes, n_bytes: int) -> int:
