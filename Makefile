@@ -32,7 +32,7 @@ typecheck: install
 	$(VENV)/bin/mypy
 
 unit: install
-	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q -m 'not slow' tests/unit
 
 test: setup lint typecheck
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests

@@ -121,6 +121,7 @@ def _refused_everywhere(token: str, jwk: dict[str, object], segment: int, bits: 
     return refused
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("segment", "name"), [(0, "header"), (1, "payload"), (2, "proof")])
 def test_every_single_bit_change_is_refused(segment: int, name: str) -> None:
     """Exhaustive over every bit of the segment, with a 1024-bit OP key to keep it fast."""
