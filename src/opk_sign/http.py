@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import ConnectionPool
+from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from opk_sign import __version__
@@ -43,13 +48,43 @@ class HTTPConfig:
 DEFAULT_HTTP = HTTPConfig()
 
 
+class BoundedRetry(Retry):
+    """urllib3's Retry that gives up, instead of sleeping, when Retry-After exceeds a bound.
+
+    The last response is then returned to the caller (``raise_on_status=False``), so it can say
+    "the registry asked us to come back in an hour" rather than hang.
+    """
+
+    max_retry_after: float = DEFAULT_HTTP.max_retry_after
+
+    def new(self, **kw: Any) -> Self:
+        retry = super().new(**kw)
+        retry.max_retry_after = self.max_retry_after
+        return retry
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        if response is not None and _pool is not None and self.respect_retry_after_header:
+            wait = self.get_retry_after(response)
+            if wait is not None and wait > self.max_retry_after:
+                raise MaxRetryError(_pool, url or "", ResponseError(f"Retry-After {wait:.0f} s"))
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
 def retry_policy(config: HTTPConfig = DEFAULT_HTTP) -> Retry:
     """Exponential backoff with jitter; honours Retry-After; retries resets on every method.
 
     Retrying non-idempotent methods (POST, PUT, PATCH) is safe for our uses: blob uploads are
     content-addressed and restart from a fresh POST, manifest PUTs are idempotent by digest.
     """
-    return Retry(
+    retry = BoundedRetry(
         total=config.retries,
         connect=config.retries,
         read=config.retries,
@@ -64,6 +99,8 @@ def retry_policy(config: HTTPConfig = DEFAULT_HTTP) -> Retry:
         raise_on_status=False,
         raise_on_redirect=False,
     )
+    retry.max_retry_after = config.max_retry_after
+    return retry
 
 
 def new_session(config: HTTPConfig = DEFAULT_HTTP) -> requests.Session:

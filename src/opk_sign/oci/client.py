@@ -1,0 +1,832 @@
+"""The registry client: manifests, blobs and referrers over the OCI distribution API.
+
+One ``RegistryClient`` per run, shared by every thread: it holds the HTTP sessions (one connection
+pool), the bearer tokens of every repository scope, and what it learnt about each registry
+(referrers API or not, single-request uploads or not). Every method takes a ``Reference`` or a
+reference string; where a digest is passed separately, the reference's tag and digest are ignored.
+
+Failures are ``RegistryError``s: ``NotFoundError`` for a missing manifest or blob,
+``RegistryAuthError`` for refused credentials, ``RegistryUnavailableError`` when the registry could
+not be reached or kept failing after retries. "Unavailable" is never read as "nothing there".
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import IO, NoReturn
+from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
+
+import requests
+
+from opk_sign.errors import (
+    FormatError,
+    NotFoundError,
+    RegistryAuthError,
+    RegistryError,
+    RegistryUnavailableError,
+    UsageError,
+)
+from opk_sign.http import DEFAULT_HTTP, RETRY_STATUSES, HTTPConfig, new_session
+from opk_sign.oci import limits, mediatypes
+from opk_sign.oci.auth import Authenticator, Scope
+from opk_sign.oci.credentials import Keychain
+from opk_sign.oci.descriptor import Descriptor
+from opk_sign.oci.digest import digest_of, is_digest, new_hasher, sha256_digest, split_digest
+from opk_sign.oci.manifest import (
+    ImageIndex,
+    Manifest,
+    build_artifact_manifest,
+    empty_descriptor,
+    media_type_of,
+    parse_manifest,
+)
+from opk_sign.oci.reference import Reference, as_reference
+from opk_sign.oci.referrers import (
+    fallback_tag,
+    filter_by_artifact_type,
+    lists_all,
+    merge_referrers_index,
+    parse_referrers_index,
+    referrer_entry,
+)
+
+RefLike = Reference | str
+Body = bytes | IO[bytes]
+
+#: Base wait after writing a fallback referrers index before reading it back to confirm our entry
+#: survived; the client adds four times the read-to-write time it measured (docs/registry.md).
+DEFAULT_FALLBACK_SETTLE = 0.5
+_CHUNK = 64 * 1024
+
+
+class _ConnectionLost(RegistryUnavailableError):
+    """The connection broke while a response body was being read."""
+
+
+class RegistryClient:
+    """A client for OCI registries, safe to share between threads."""
+
+    def __init__(
+        self,
+        credentials: Keychain | None = None,
+        http: HTTPConfig = DEFAULT_HTTP,
+        *,
+        fallback_settle: float = DEFAULT_FALLBACK_SETTLE,
+    ) -> None:
+        self.http = http
+        self.keychain = credentials if credentials is not None else Keychain.default()
+        self.fallback_settle = fallback_settle
+        self._session = new_session(http)
+        # Writes of the fallback referrers index are never retried blindly: a retry would write
+        # a stale merge. The update loop re-reads and merges instead.
+        self._once = new_session(replace(http, retries=0))
+        self.auth = Authenticator(self._session, self.keychain, http)
+        self._referrers_api: dict[str, bool] = {}
+        self._single_post: dict[str, bool] = {}
+
+    def close(self) -> None:
+        self._session.close()
+        self._once.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- manifests -------------------------------------------------------------------------------
+
+    def resolve(self, ref: RefLike) -> Descriptor:
+        """The descriptor (digest, media type, size) of the manifest ``ref`` names: one HEAD."""
+        ref = as_reference(ref)
+        what = f"resolve {ref}"
+        resp = self._request(
+            "HEAD",
+            ref,
+            f"manifests/{ref.identifier}",
+            headers={"Accept": mediatypes.MANIFEST_ACCEPT},
+        )
+        with resp:
+            if resp.status_code != 200:
+                self._fail(resp, what)
+            digest = resp.headers.get("Docker-Content-Digest", "")
+            media_type = resp.headers.get("Content-Type", "").split(";", 1)[0].strip()
+            size = resp.headers.get("Content-Length", "")
+        if is_digest(digest) and media_type in mediatypes.MANIFEST_MEDIA_TYPES and size.isdigit():
+            if ref.digest and digest != ref.digest:
+                raise RegistryError(f"{what}: the registry answered for digest {digest}")
+            return Descriptor(media_type, digest, int(size))
+        # An incomplete HEAD answer (some registries omit the digest): fetch and hash.
+        descriptor, _ = self.pull_manifest(ref)
+        return descriptor
+
+    def pull_manifest(self, ref: RefLike, digest: str | None = None) -> tuple[Descriptor, bytes]:
+        """The manifest's descriptor and exact bytes; content fetched by digest is verified."""
+        ref = as_reference(ref)
+        if digest is not None:
+            ref = ref.with_digest(digest)
+        what = f"manifest {ref}"
+        for attempt in range(2):
+            resp = self._request(
+                "GET",
+                ref,
+                f"manifests/{ref.identifier}",
+                headers={"Accept": mediatypes.MANIFEST_ACCEPT},
+                stream=True,
+            )
+            if resp.status_code != 200:
+                with resp:
+                    self._fail(resp, what)
+            header_digest = resp.headers.get("Docker-Content-Digest", "")
+            content_type = resp.headers.get("Content-Type")
+            try:
+                data = self._read(resp, limits.MAX_MANIFEST_BYTES, what)
+                break
+            except _ConnectionLost:
+                if attempt:
+                    raise
+        expected = ref.digest or (header_digest if is_digest(header_digest) else None)
+        if expected:
+            _verify(data, expected, what)
+        try:
+            media_type = media_type_of(data, content_type)
+        except FormatError as err:
+            raise RegistryError(f"{what}: not a manifest: {err}") from None
+        actual = expected or sha256_digest(data)
+        return Descriptor(media_type, actual, len(data)), data
+
+    def get_manifest(self, ref_or_repo: RefLike, digest: str | None = None) -> tuple[bytes, str]:
+        """``(bytes, media type)`` of a manifest, by ``digest`` or by the reference's tag."""
+        descriptor, data = self.pull_manifest(ref_or_repo, digest)
+        return data, descriptor.media_type
+
+    def put_manifest(
+        self, repo: RefLike, data: bytes, media_type: str, tag: str | None = None
+    ) -> str:
+        """Store a manifest (by tag, else by digest) and return its digest.
+
+        A manifest with a ``subject`` is a referrer: on a registry without the referrers API it is
+        then added to the subject's fallback index, after the manifest itself is stored.
+        """
+        ref = as_reference(repo)
+        if len(data) > limits.MAX_MANIFEST_BYTES:
+            raise UsageError(
+                f"manifest of {len(data)} bytes is over the {limits.MAX_MANIFEST_BYTES}-byte limit"
+            )
+        try:
+            manifest = parse_manifest(data, media_type)
+        except FormatError as err:
+            raise UsageError(f"refusing to push an invalid manifest: {err}") from None
+        digest = sha256_digest(data)
+        target = ref.with_tag(tag) if tag else ref.with_digest(digest)
+        what = f"push manifest {ref.name}@{digest}"
+        resp = self._request(
+            "PUT",
+            target,
+            f"manifests/{tag or digest}",
+            push=True,
+            headers={"Content-Type": media_type},
+            data=data,
+        )
+        with resp:
+            if resp.status_code not in (200, 201):
+                self._fail(resp, what)
+            stored = resp.headers.get("Docker-Content-Digest")
+        if stored and stored.startswith("sha256:") and stored != digest:
+            raise RegistryError(f"{what}: the registry stored it as {stored}")
+        if manifest.subject is not None:
+            descriptor = Descriptor(
+                media_type,
+                digest,
+                len(data),
+                annotations=dict(manifest.annotations),
+                artifact_type=_artifact_type(manifest),
+            )
+            self._register_referrer(ref, manifest.subject.digest, descriptor)
+        return digest
+
+    def walk(self, ref: RefLike) -> Iterator[tuple[Descriptor, Manifest]]:
+        """The manifest ``ref`` names, then (for an index) each manifest it lists, depth first."""
+        ref = as_reference(ref)
+        descriptor, data = self.pull_manifest(ref)
+        yield from self._walk(ref, descriptor, data, depth=0)
+
+    def _walk(
+        self, ref: Reference, descriptor: Descriptor, data: bytes, depth: int
+    ) -> Iterator[tuple[Descriptor, Manifest]]:
+        manifest = self.parse(descriptor, data)
+        yield descriptor, manifest
+        if isinstance(manifest, ImageIndex) and depth < limits.MAX_REFERRER_DEPTH:
+            for child in manifest.manifests:
+                if child.media_type not in mediatypes.MANIFEST_MEDIA_TYPES:
+                    continue
+                child_descriptor, child_data = self.pull_manifest(ref, child.digest)
+                child_descriptor = replace(
+                    child, media_type=child_descriptor.media_type, size=child_descriptor.size
+                )
+                yield from self._walk(ref, child_descriptor, child_data, depth + 1)
+
+    @staticmethod
+    def parse(descriptor: Descriptor, data: bytes) -> Manifest:
+        try:
+            return parse_manifest(data, descriptor.media_type)
+        except FormatError as err:
+            raise RegistryError(f"manifest {descriptor.digest} is invalid: {err}") from None
+
+    # --- blobs -----------------------------------------------------------------------------------
+
+    def get_blob(
+        self, repo: RefLike, digest: str, max_size: int = limits.MAX_BUNDLE_BYTES
+    ) -> bytes:
+        """A blob's bytes, verified against ``digest``; refused if larger than ``max_size``."""
+        ref = as_reference(repo)
+        split_digest(digest)
+        what = f"blob {ref.name}@{digest}"
+        for attempt in range(2):
+            resp = self._request("GET", ref, f"blobs/{digest}", stream=True)
+            if resp.status_code != 200:
+                with resp:
+                    self._fail(resp, what)
+            try:
+                data = self._read(resp, max_size, what)
+                break
+            except _ConnectionLost:
+                if attempt:
+                    raise
+        _verify(data, digest, what)
+        return data
+
+    def download_blob(self, repo: RefLike, descriptor: Descriptor, sink: IO[bytes]) -> None:
+        """Stream a blob of any size into ``sink``, verifying its digest and size on the way."""
+        ref = as_reference(repo)
+        what = f"blob {ref.name}@{descriptor.digest}"
+        resp = self._request("GET", ref, f"blobs/{descriptor.digest}", stream=True)
+        with resp:
+            if resp.status_code != 200:
+                self._fail(resp, what)
+            hasher = new_hasher(descriptor.digest)
+            size = 0
+            try:
+                for chunk in resp.iter_content(_CHUNK):
+                    size += len(chunk)
+                    if size > descriptor.size:
+                        raise RegistryError(
+                            f"{what}: more than the {descriptor.size} bytes expected"
+                        )
+                    hasher.update(chunk)
+                    sink.write(chunk)
+            except requests.RequestException as err:
+                raise _ConnectionLost(f"{what}: connection lost while reading: {err}") from None
+        actual = f"{descriptor.digest.split(':', 1)[0]}:{hasher.hexdigest()}"
+        if actual != descriptor.digest or size != descriptor.size:
+            raise RegistryError(f"{what}: received content with digest {actual}, {size} bytes")
+
+    def blob_exists(self, repo: RefLike, digest: str) -> bool:
+        ref = as_reference(repo)
+        resp = self._request("HEAD", ref, f"blobs/{digest}", push=False)
+        with resp:
+            if resp.status_code == 200:
+                return True
+            if resp.status_code == 404:
+                return False
+            self._fail(resp, f"check blob {ref.name}@{digest}")
+
+    def put_blob(
+        self,
+        repo: RefLike,
+        data: bytes,
+        media_type: str = mediatypes.OCTET_STREAM,
+        *,
+        check_exists: bool = True,
+    ) -> Descriptor:
+        """Upload ``data`` unless the registry has it; returns its descriptor."""
+        ref = as_reference(repo)
+        descriptor = Descriptor(media_type, sha256_digest(data), len(data))
+        if check_exists and self.blob_exists(ref, descriptor.digest):
+            return descriptor
+        self.upload_blob(ref, descriptor.digest, len(data), data)
+        return descriptor
+
+    def upload_blob(
+        self,
+        repo: RefLike,
+        digest: str,
+        size: int,
+        body: Body,
+        *,
+        mount_from: str | None = None,
+    ) -> None:
+        """Upload a blob: a mount from ``mount_from`` (same registry) if possible, else a single
+        POST where the registry takes it, else POST and one monolithic PUT.
+
+        A broken upload is retried from the start once, after checking whether the blob arrived.
+        """
+        ref = as_reference(repo)
+        for attempt in range(2):
+            try:
+                self._upload_once(ref, digest, size, body, mount_from)
+                return
+            except RegistryAuthError:
+                raise
+            except RegistryError:
+                # A lost answer or a broken upload session: the blob may have arrived anyway.
+                if self.blob_exists(ref, digest):
+                    return
+                if attempt:
+                    raise
+
+    def _upload_once(
+        self, ref: Reference, digest: str, size: int, body: Body, mount_from: str | None
+    ) -> None:
+        what = f"upload blob {ref.name}@{digest}"
+        uploads = "blobs/uploads/"
+        location: str | None = None
+        if mount_from and mount_from != ref.repository:
+            resp = self._request(
+                "POST",
+                ref,
+                uploads,
+                push=True,
+                params={"mount": digest, "from": mount_from},
+                headers={"Content-Length": "0"},
+                extra_scopes=(Scope.repository(mount_from),),
+            )
+            with resp:
+                if resp.status_code == 201:
+                    return
+                if resp.status_code != 202:
+                    self._fail(resp, what)
+                location = self._location(resp, ref, what)
+        single = size <= limits.SINGLE_POST_MAX_BYTES and self._single_post.get(ref.registry, True)
+        if location is None and single:
+            _rewind(body)
+            resp = self._request(
+                "POST",
+                ref,
+                uploads,
+                push=True,
+                params={"digest": digest},
+                headers={"Content-Type": mediatypes.OCTET_STREAM, "Content-Length": str(size)},
+                data=body,
+            )
+            with resp:
+                if resp.status_code == 201:
+                    self._single_post[ref.registry] = True
+                    return
+                if resp.status_code != 202:
+                    self._fail(resp, what)
+                self._single_post[ref.registry] = False
+                location = self._location(resp, ref, what)
+        if location is None:
+            resp = self._request("POST", ref, uploads, push=True, headers={"Content-Length": "0"})
+            with resp:
+                if resp.status_code != 202:
+                    self._fail(resp, what)
+                location = self._location(resp, ref, what)
+        _rewind(body)
+        resp = self._request(
+            "PUT",
+            ref,
+            url=_with_query(location, digest=digest),
+            push=True,
+            headers={"Content-Type": mediatypes.OCTET_STREAM, "Content-Length": str(size)},
+            data=body,
+        )
+        with resp:
+            if resp.status_code not in (201, 204):
+                self._fail(resp, what)
+
+    # --- referrers -------------------------------------------------------------------------------
+
+    def list_referrers(
+        self, repo: RefLike, digest: str, artifact_type: str | None = None
+    ) -> list[Descriptor]:
+        """The referrers of ``digest``: from the referrers API, or the fallback tag without one.
+
+        One request on a registry with the API (or once it is known not to have it); two on the
+        first call to a registry without it (the API probe, then the fallback tag).
+        """
+        ref = as_reference(repo)
+        split_digest(digest)
+        if self._referrers_api.get(ref.registry, True):
+            found = self._referrers_from_api(ref, digest, artifact_type)
+            if found is not None:
+                return found
+        index, _ = self._read_fallback(ref, fallback_tag(digest))
+        if index is None:
+            return []
+        try:
+            return filter_by_artifact_type(parse_referrers_index(index), artifact_type)
+        except FormatError as err:
+            raise RegistryError(
+                f"referrers index {ref.name}:{fallback_tag(digest)} is invalid: {err}"
+            ) from None
+
+    def has_referrers_api(self, repo: RefLike, digest: str | None = None) -> bool:
+        """Whether the registry serves the referrers API, probed once per registry and run.
+
+        The probe is a referrers request for ``digest`` (any digest will do): 200 with an index
+        means yes, 404 means no; anything else is an error, never a "no".
+        """
+        ref = as_reference(repo)
+        known = self._referrers_api.get(ref.registry)
+        if known is None:
+            self._referrers_from_api(ref, digest or sha256_digest(b""), None)
+            known = self._referrers_api[ref.registry]
+        return known
+
+    def attach_artifact(  # noqa: PLR0917 - the positional signature callers were promised
+        self,
+        repo: RefLike,
+        subject: Descriptor,
+        artifact_type: str,
+        blob: bytes,
+        blob_media_type: str,
+        annotations: Mapping[str, str],
+    ) -> Descriptor:
+        """Store ``blob`` as an OCI 1.1 artifact referring to ``subject``; returns its descriptor.
+
+        Order (so that nothing ever points at a missing blob): the empty config and the blob, then
+        the artifact manifest, then, on a registry without the referrers API, the fallback index.
+        Requests on a registry with the API: the API probe (once per run), one HEAD for the empty
+        config, one POST for the blob (two where single-request upload is not taken), one PUT.
+        """
+        ref = as_reference(repo)
+        if len(blob) > limits.MAX_BUNDLE_BYTES:
+            raise UsageError(
+                f"artifact blob of {len(blob)} bytes is over the {limits.MAX_BUNDLE_BYTES}-byte "
+                "limit"
+            )
+        self.has_referrers_api(ref, subject.digest)  # an unreachable registry fails before writes
+        config = empty_descriptor()
+        if not self.blob_exists(ref, config.digest):
+            self.upload_blob(ref, config.digest, config.size, mediatypes.EMPTY_JSON)
+        layer = Descriptor(blob_media_type, sha256_digest(blob), len(blob))
+        self.upload_blob(ref, layer.digest, layer.size, blob)
+        manifest = build_artifact_manifest(subject, artifact_type, layer, annotations)
+        digest = self.put_manifest(ref, manifest, mediatypes.OCI_MANIFEST)
+        return Descriptor(
+            mediatypes.OCI_MANIFEST,
+            digest,
+            len(manifest),
+            annotations=dict(annotations),
+            artifact_type=artifact_type,
+        )
+
+    def _referrers_from_api(
+        self, ref: Reference, digest: str, artifact_type: str | None
+    ) -> list[Descriptor] | None:
+        """The referrers API answer (all pages), or None if the registry has no referrers API."""
+        what = f"referrers of {ref.name}@{digest}"
+        url = f"{ref.api_base}/v2/{ref.repository}/referrers/{digest}"
+        params = {"artifactType": artifact_type} if artifact_type else None
+        found: list[Descriptor] = []
+        for page in range(limits.MAX_REFERRERS_PAGES):
+            resp = self._request(
+                "GET",
+                ref,
+                url=url,
+                params=params if page == 0 else None,
+                headers={"Accept": mediatypes.OCI_INDEX},
+                stream=True,
+            )
+            if resp.status_code in (404, 405) and page == 0:
+                resp.close()
+                self._referrers_api[ref.registry] = False
+                return None
+            if resp.status_code != 200:
+                with resp:
+                    self._fail(resp, what)
+            link = resp.links.get("next", {}).get("url")
+            data = self._read(resp, limits.MAX_MANIFEST_BYTES, what)
+            try:
+                found.extend(parse_referrers_index(data))
+            except FormatError as err:
+                raise RegistryError(f"{what}: invalid referrers answer: {err}") from None
+            self._referrers_api[ref.registry] = True
+            if not link:
+                # Filter ourselves whatever OCI-Filters-Applied says: a registry that ignored
+                # the filter must not hand the caller other artifact types.
+                return filter_by_artifact_type(found, artifact_type)
+            url = urljoin(url, link)
+        raise RegistryError(f"{what}: more than {limits.MAX_REFERRERS_PAGES} pages")
+
+    def _register_referrer(self, ref: Reference, subject: str, descriptor: Descriptor) -> None:
+        if self.has_referrers_api(ref, subject):
+            return
+        self._update_fallback(ref, subject, referrer_entry(descriptor))
+
+    def _read_fallback(self, ref: Reference, tag: str) -> tuple[bytes | None, str | None]:
+        """The fallback index under ``tag`` and its ETag; (None, None) if there is none yet."""
+        what = f"referrers index {ref.name}:{tag}"
+        resp = self._request(
+            "GET",
+            ref,
+            f"manifests/{tag}",
+            headers={"Accept": mediatypes.OCI_INDEX},
+            stream=True,
+        )
+        if resp.status_code == 404:
+            resp.close()
+            return None, None
+        if resp.status_code != 200:
+            with resp:
+                self._fail(resp, what)
+        etag = resp.headers.get("ETag")
+        return self._read(resp, limits.MAX_MANIFEST_BYTES, what), etag
+
+    def _update_fallback(self, ref: Reference, subject: str, entry: Descriptor) -> None:
+        """Add ``entry`` to the fallback index of ``subject`` without losing anyone's entry.
+
+        Read, merge, write with ``If-Match`` (where the registry gives an ETag), then wait and
+        read again: an entry that a concurrent writer's stale merge dropped is merged back in.
+        The wait covers a concurrent writer's read-to-write time (docs/registry.md).
+        """
+        tag = fallback_tag(subject)
+        what = f"referrers index {ref.name}:{tag}"
+        last_write: float | None = None
+        settle = self.fallback_settle
+        failures = 0
+        for _ in range(limits.MAX_FALLBACK_ROUNDS):
+            read_at = time.monotonic()
+            current, etag = self._read_fallback(ref, tag)
+            try:
+                present = lists_all(current, [entry.digest])
+                merged = None if present else merge_referrers_index(current, [entry])
+            except FormatError as err:
+                raise RegistryError(
+                    f"{what} is not a referrers index ({err}); refusing to overwrite it"
+                ) from None
+            if present:
+                if last_write is None:
+                    return  # listed before we wrote anything: nothing of ours can be lost
+                remaining = settle - (time.monotonic() - last_write)
+                if remaining <= 0:
+                    return
+                time.sleep(remaining)
+                continue
+            assert merged is not None
+            headers = {"Content-Type": mediatypes.OCI_INDEX}
+            if etag:
+                headers["If-Match"] = etag
+            try:
+                resp = self._request(
+                    "PUT",
+                    ref,
+                    f"manifests/{tag}",
+                    push=True,
+                    headers=headers,
+                    data=merged,
+                    retry=False,
+                )
+            except RegistryUnavailableError:
+                last_write = time.monotonic()  # it may have landed; confirm as if it did
+                failures += 1
+                self._backoff(failures, None, what)
+                continue
+            with resp:
+                status = resp.status_code
+                if status in (200, 201):
+                    last_write = time.monotonic()
+                    settle = self._settle_time(last_write - read_at)
+                    failures = 0
+                    time.sleep(settle)
+                    continue
+                if status == 412:  # someone wrote since we read: read and merge again
+                    time.sleep(random.uniform(0, 0.05))  # noqa: S311 - jitter, not a secret
+                    continue
+                if status in RETRY_STATUSES:
+                    failures += 1
+                    self._backoff(failures, resp.headers.get("Retry-After"), what)
+                    continue
+                self._fail(resp, f"update {what}")
+        raise RegistryError(
+            f"{what} kept changing under us; the referrer {entry.digest} is stored but may not be "
+            "listed",
+            hint="run the command again: adding a referrer twice is harmless",
+        )
+
+    def _settle_time(self, read_to_write: float) -> float:
+        base = self.fallback_settle + 4 * read_to_write
+        return base * random.uniform(1.0, 1.2)  # noqa: S311 - jitter, not a secret
+
+    def _backoff(self, failures: int, retry_after: str | None, what: str) -> None:
+        if failures > self.http.retries:
+            raise RegistryUnavailableError(
+                f"update {what}: the registry kept failing ({failures} attempts)"
+            )
+        wait = min(self.http.backoff_max, self.http.backoff_factor * 2 ** (failures - 1))
+        wait += random.uniform(0, self.http.backoff_factor)  # noqa: S311 - jitter
+        if retry_after and retry_after.strip().isdigit():
+            asked = float(retry_after.strip())
+            if asked > self.http.max_retry_after:
+                raise RegistryUnavailableError(
+                    f"update {what}: the registry asked us to come back in {asked:.0f} s"
+                )
+            wait = max(wait, asked)
+        time.sleep(wait)
+
+    # --- transport -------------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        ref: Reference,
+        path: str | None = None,
+        *,
+        url: str | None = None,
+        push: bool = False,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        data: Body | None = None,
+        stream: bool = False,
+        retry: bool = True,
+        extra_scopes: tuple[Scope, ...] = (),
+    ) -> requests.Response:
+        """Send one request to ``ref``'s registry, answering an auth challenge once."""
+        if url is None:
+            url = f"{ref.api_base}/v2/{ref.repository}/{path}"
+        scope = Scope.repository(ref.repository, push=push)
+        send_headers = dict(headers or {})
+        ours = _same_origin(url, ref.api_base)  # never send credentials to a storage redirect
+        sent = self.auth.authorization(ref.registry, scope) if ours else None
+        if sent:
+            send_headers["Authorization"] = sent
+        resp = self._send(
+            method, url, send_headers, params=params, data=data, stream=stream, retry=retry
+        )
+        if resp.status_code != 401 or not ours:
+            return resp
+        challenge = resp.headers.get("WWW-Authenticate", "")
+        resp.close()
+        if not challenge:
+            raise RegistryAuthError(f"{method} {url}: 401 without an authentication challenge")
+        if extra_scopes:
+            challenge = _add_scopes(challenge, extra_scopes)
+        send_headers["Authorization"] = self.auth.respond(ref.registry, scope, challenge, sent)
+        _rewind(data)
+        resp = self._send(
+            method, url, send_headers, params=params, data=data, stream=stream, retry=retry
+        )
+        if resp.status_code == 401:
+            resp.close()
+            credential = self.auth.credential(ref.registry)
+            raise RegistryAuthError(
+                f"{ref.registry} refused the credentials from {credential.source} for {scope}",
+                hint="check that the credentials grant this access to the repository",
+            )
+        return resp
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        *,
+        params: Mapping[str, str] | None,
+        data: Body | None,
+        stream: bool,
+        retry: bool,
+    ) -> requests.Response:
+        session = self._session if retry else self._once
+        try:
+            return session.request(
+                method,
+                url,
+                headers=dict(headers),
+                params=params,
+                data=data,
+                stream=stream,
+                timeout=self.http.timeout,
+                allow_redirects=method in ("GET", "HEAD"),
+            )
+        except requests.exceptions.RetryError as err:
+            raise RegistryUnavailableError(
+                f"{method} {_redact(url)}: the registry kept failing: {err}",
+                hint="the registry is down or rate-limiting us; try again later",
+            ) from None
+        except (requests.ConnectionError, requests.Timeout) as err:
+            raise RegistryUnavailableError(
+                f"{method} {_redact(url)}: could not reach the registry: {_reason(err)}",
+                hint="check the registry address and the network",
+            ) from None
+        except requests.RequestException as err:
+            raise RegistryError(f"{method} {_redact(url)}: {err}") from None
+
+    def _read(self, resp: requests.Response, limit: int, what: str) -> bytes:
+        """The body, refused past ``limit`` bytes; always closes the response."""
+        with resp:
+            length = resp.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > limit:
+                raise RegistryError(f"{what} is {length} bytes, over the {limit}-byte limit")
+            buffer = bytearray()
+            try:
+                for chunk in resp.iter_content(_CHUNK):
+                    buffer += chunk
+                    if len(buffer) > limit:
+                        raise RegistryError(f"{what} is over the {limit}-byte limit")
+            except requests.RequestException as err:
+                raise _ConnectionLost(f"{what}: connection lost while reading: {err}") from None
+            return bytes(buffer)
+
+    def _location(self, resp: requests.Response, ref: Reference, what: str) -> str:
+        location = resp.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{what}: the registry started an upload without a Location")
+        return urljoin(resp.url or ref.api_base, location)
+
+    def _fail(self, resp: requests.Response, what: str) -> NoReturn:
+        status = resp.status_code
+        detail = _error_detail(resp)
+        if status == 404:
+            raise NotFoundError(f"{what}: not found ({detail})")
+        if status in (401, 403):
+            raise RegistryAuthError(
+                f"{what}: access denied ({status}: {detail})",
+                hint="check that the credentials grant this access to the repository",
+            )
+        if status == 429 or status >= 500:
+            retry_after = resp.headers.get("Retry-After")
+            suffix = f", Retry-After {retry_after}" if retry_after else ""
+            raise RegistryUnavailableError(
+                f"{what}: the registry answered {status} ({detail}{suffix}) after "
+                f"{self.http.retries} retries",
+                hint="the registry is down or rate-limiting us; try again later",
+            )
+        raise RegistryError(f"{what}: the registry answered {status} ({detail})")
+
+
+def _artifact_type(manifest: Manifest) -> str | None:
+    if isinstance(manifest, ImageIndex):
+        return manifest.artifact_type
+    return manifest.effective_artifact_type
+
+
+def _verify(data: bytes, expected: str, what: str) -> None:
+    algorithm, _ = split_digest(expected)
+    actual = digest_of(data, algorithm)
+    if actual != expected:
+        raise RegistryError(
+            f"{what}: the registry returned content with digest {actual}, expected {expected}",
+            hint="the registry, or something between it and us, altered the content",
+        )
+
+
+def _rewind(body: Body | None) -> None:
+    if body is not None and not isinstance(body, bytes):
+        body.seek(0)
+
+
+def _same_origin(url: str, base: str) -> bool:
+    a, b = urlsplit(url), urlsplit(base)
+    return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(params)) if q)
+    return urlunsplit(parts._replace(query=query))
+
+
+def _add_scopes(challenge: str, scopes: tuple[Scope, ...]) -> str:
+    """Also ask for ``scopes``: a cross-repository mount needs pull on the source."""
+    extra = " ".join(str(s) for s in scopes)
+    if 'scope="' in challenge:
+        return challenge.replace('scope="', f'scope="{extra} ', 1)
+    return f'{challenge},scope="{extra}"'
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(query="")) if "state" in parts.query else url
+
+
+def _reason(err: Exception) -> str:
+    text = str(err)
+    return text if len(text) < 300 else text[:300] + "…"
+
+
+def _error_detail(resp: requests.Response) -> str:
+    """The OCI error codes and messages of a failed response, for people."""
+    reason = resp.reason or ""
+    try:
+        body = next(resp.iter_content(8192), b"")
+    except requests.RequestException:
+        body = b""
+    try:
+        doc = json.loads(body)
+        errors = doc.get("errors") if isinstance(doc, dict) else None
+        if isinstance(errors, list) and errors:
+            parts = [
+                f"{e.get('code', '?')}: {e.get('message', '')}".strip(": ")
+                for e in errors
+                if isinstance(e, dict)
+            ]
+            return "; ".join(parts) or reason
+    except ValueError:
+        pass
+    return reason or f"HTTP {resp.status_code}"

@@ -1,0 +1,18 @@
+"""Size and count limits of the registry layer; content over a limit is refused, not truncated."""
+
+from __future__ import annotations
+
+#: Largest manifest or index we read or write (the limit distribution and most registries enforce).
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+#: Largest signature or attestation bundle blob we read or attach.
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+#: Blobs up to this size are uploaded with a single POST where the registry takes it.
+SINGLE_POST_MAX_BYTES = 16 * 1024 * 1024
+#: Blobs up to this size are copied through memory; larger ones through a temporary file.
+COPY_IN_MEMORY_MAX_BYTES = 32 * 1024 * 1024
+#: Pages of a referrers API answer we follow before giving up.
+MAX_REFERRERS_PAGES = 64
+#: Depth of referrers-of-referrers walked by inspect and copy.
+MAX_REFERRER_DEPTH = 8
+#: Rounds of read, merge and write of a fallback referrers index before giving up.
+MAX_FALLBACK_ROUNDS = 30

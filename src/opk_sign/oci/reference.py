@@ -1,0 +1,174 @@
+"""Image references, parsed and normalised as docker does.
+
+Grammar (distribution's ``reference`` package)::
+
+    reference := name [ ":" tag ] [ "@" digest ]
+    name      := [domain "/"] path            domain := host [":" port]
+    path      := component ("/" component)*    component := [a-z0-9]+ (separator [a-z0-9]+)*
+    separator := [_.] | "__" | "-"+            tag := [\\w][\\w.-]{0,127}
+
+Normalisation: a first path element without ``.`` or ``:`` that is not ``localhost`` (and is
+lowercase) is not a registry, so ``alpine`` is ``docker.io/library/alpine:latest`` and
+``user/app`` is ``docker.io/user/app:latest``; ``index.docker.io`` is ``docker.io``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from opk_sign.errors import UsageError
+from opk_sign.http import is_loopback_host
+from opk_sign.oci.digest import split_digest
+
+DOCKER_HUB = "docker.io"
+#: Where docker.io's registry API actually lives.
+DOCKER_HUB_API = "registry-1.docker.io"
+DEFAULT_TAG = "latest"
+MAX_NAME_LENGTH = 255
+
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_IPV6 = r"\[[0-9a-fA-F:.]+(?:%[a-zA-Z0-9]+)?\]"
+_DOMAIN = re.compile(rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]+)?$")
+_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[_.]|__|-+)[a-z0-9]+)*$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_HEX_ID = re.compile(r"^[a-f0-9]{64}$")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """``registry/repository[:tag][@digest]``, normalised; ``str()`` gives the canonical form."""
+
+    registry: str
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, *, default_tag: str | None = DEFAULT_TAG) -> Reference:
+        """Parse and normalise ``text``; a reference that docker would refuse raises UsageError.
+
+        Without a tag or digest, ``default_tag`` is used (docker's ``latest``); pass None to keep
+        a bare repository name.
+        """
+        if not isinstance(text, str) or not text:
+            raise UsageError("invalid image reference: empty")
+        if text != text.strip():
+            raise UsageError(f"invalid image reference {text!r}: surrounding whitespace")
+        if _HEX_ID.match(text):
+            raise UsageError(
+                f"invalid image reference {text!r}: a 64-hex string is an image ID, not a name",
+                hint="write a digest as name@sha256:<hex>",
+            )
+        name, digest = text, None
+        if "@" in text:
+            name, digest = text.split("@", 1)
+            _check_digest(text, digest)
+        tag = None
+        slash = name.rfind("/")
+        colon = name.rfind(":")
+        if colon > slash:
+            name, tag = name[:colon], name[colon + 1 :]
+            if not _TAG.match(tag):
+                raise UsageError(
+                    f"invalid image reference {text!r}: invalid tag {tag!r}",
+                    hint="a tag has up to 128 characters from [A-Za-z0-9_.-] and does not start "
+                    "with . or -",
+                )
+        registry, repository = _split_registry(text, name)
+        if tag is None and digest is None:
+            tag = default_tag
+        return cls(registry, repository, tag, digest)
+
+    @property
+    def name(self) -> str:
+        """``registry/repository``, without tag or digest."""
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def identifier(self) -> str:
+        """What names the manifest in the registry API: the digest if pinned, else the tag."""
+        if self.digest:
+            return self.digest
+        if self.tag:
+            return self.tag
+        raise UsageError(f"{self.name} names no tag or digest")
+
+    @property
+    def api_host(self) -> str:
+        """The host serving the registry API (docker.io's lives at registry-1.docker.io)."""
+        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+
+    @property
+    def scheme(self) -> str:
+        """Plain HTTP for loopback registries, as docker does; HTTPS everywhere else."""
+        return "http" if is_loopback_host(self.registry) else "https"
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.scheme}://{self.api_host}"
+
+    def with_digest(self, digest: str) -> Reference:
+        _check_digest(f"{self}@{digest}", digest)
+        return replace(self, digest=digest)
+
+    def with_tag(self, tag: str | None) -> Reference:
+        if tag is not None and not _TAG.match(tag):
+            raise UsageError(f"invalid tag {tag!r}")
+        return replace(self, tag=tag)
+
+    def repo(self) -> Reference:
+        """The repository alone (no tag, no digest)."""
+        return replace(self, tag=None, digest=None)
+
+    def __str__(self) -> str:
+        out = self.name
+        if self.tag:
+            out += f":{self.tag}"
+        if self.digest:
+            out += f"@{self.digest}"
+        return out
+
+
+def as_reference(value: Reference | str) -> Reference:
+    return value if isinstance(value, Reference) else Reference.parse(value, default_tag=None)
+
+
+def _check_digest(text: str, digest: str) -> None:
+    try:
+        split_digest(digest)
+    except UsageError as err:
+        raise UsageError(f"invalid image reference {text!r}: {err}", hint=err.hint) from None
+
+
+def _split_registry(text: str, name: str) -> tuple[str, str]:
+    slash = name.find("/")
+    first = name[:slash] if slash >= 0 else ""
+    if slash < 0 or (
+        not any(c in first for c in ".:") and first != "localhost" and first.lower() == first
+    ):
+        registry, path = DOCKER_HUB, name
+    else:
+        registry, path = first, name[slash + 1 :]
+        if not _DOMAIN.match(registry):
+            raise UsageError(f"invalid image reference {text!r}: invalid registry {registry!r}")
+    if registry == "index.docker.io":
+        registry = DOCKER_HUB
+    if registry == DOCKER_HUB and "/" not in path:
+        path = f"library/{path}"
+    if not path:
+        raise UsageError(f"invalid image reference {text!r}: no repository name")
+    for component in path.split("/"):
+        if _PATH_COMPONENT.match(component):
+            continue
+        if component and _PATH_COMPONENT.match(component.lower()):
+            raise UsageError(f"invalid image reference {text!r}: repository name must be lowercase")
+        raise UsageError(
+            f"invalid image reference {text!r}: invalid repository path component {component!r}",
+            hint="components are lowercase letters and digits, separated by '.', '_', '__' or '-'",
+        )
+    if len(registry) + 1 + len(path) > MAX_NAME_LENGTH:
+        raise UsageError(
+            f"invalid image reference {text!r}: name longer than {MAX_NAME_LENGTH} characters"
+        )
+    return registry, path

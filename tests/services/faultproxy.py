@@ -1,0 +1,265 @@
+"""A fault-injecting, request-counting HTTP reverse proxy on loopback.
+
+Put it between a client and a registry (the client talks to ``proxy.host`` as if it were the
+registry; the Host header is passed through, so absolute Location URLs come back to the proxy).
+Every request is recorded (method, path, status, which fault hit it). Faults apply to chosen
+requests, picked by method and a path regex, after ``skip`` matching requests and for ``times``:
+
+- ``reset``: the connection is reset (RST) instead of answering;
+- ``status``: an error status (500, 503, 429 with ``retry_after``...) without asking upstream;
+- ``delay_request``: wait, then forward (a slow registry, or a writer stalled mid-update);
+- ``delay_response``: forward, then wait before answering (a read timeout on the client).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
+
+FaultKind = Literal["reset", "status", "delay_request", "delay_response"]
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+@dataclass
+class Fault:
+    kind: FaultKind
+    method: str | None = None
+    path: str | None = None  # regex, searched in the path with its query
+    status: int = 503
+    retry_after: str | None = None
+    delay: float = 0.0
+    skip: int = 0
+    times: int = 1  # -1: every matching request from then on
+    seen: int = 0
+    applied: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method and self.method != method:
+            return False
+        return not (self.path and not re.search(self.path, path))
+
+    def take(self, method: str, path: str) -> bool:
+        """Whether this fault hits this request (and count it)."""
+        if not self.matches(method, path):
+            return False
+        self.seen += 1
+        if self.seen <= self.skip or (self.times >= 0 and self.applied >= self.times):
+            return False
+        self.applied += 1
+        return True
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    status: int | None  # None: the connection was reset
+    fault: FaultKind | None
+    at: float = field(default_factory=time.monotonic)
+
+
+class FaultProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self._faults: list[Fault] = []
+        self._seen: list[Seen] = []
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(_ProxyHandler):
+            owner = proxy
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.host = f"127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def add(self, fault: Fault) -> Fault:
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+    @property
+    def requests(self) -> list[Seen]:
+        with self._lock:
+            return list(self._seen)
+
+    def count(self, method: str | None = None, path: str | None = None) -> int:
+        return sum(
+            1
+            for s in self.requests
+            if (method is None or s.method == method) and (path is None or re.search(path, s.path))
+        )
+
+    def describe(self) -> str:
+        return "\n".join(f"{s.method} {s.path} -> {s.status} {s.fault or ''}" for s in self.requests)
+
+    def _fault_for(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.take(method, path):
+                    return fault
+        return None
+
+    def _record(self, seen: Seen) -> None:
+        with self._lock:
+            self._seen.append(seen)
+
+
+@contextlib.contextmanager
+def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(upstream).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    owner: FaultProxy
+    protocol_version = "HTTP/1.1"
+    _upstream: http.client.HTTPConnection | None = None
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        return
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+        if self._upstream is not None:
+            self._upstream.close()
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _handle(self) -> None:
+        body = self._read_body()
+        fault = self.owner._fault_for(self.command, self.path)
+        kind = fault.kind if fault else None
+        if fault and fault.kind == "reset":
+            self.owner._record(Seen(self.command, self.path, None, kind))
+            self._reset()
+            return
+        if fault and fault.kind == "status":
+            self.owner._record(Seen(self.command, self.path, fault.status, kind))
+            self._error(fault.status, fault.retry_after)
+            return
+        if fault and fault.kind == "delay_request":
+            time.sleep(fault.delay)
+        try:
+            status, reason, headers, payload = self._forward(body)
+        except OSError:
+            self.owner._record(Seen(self.command, self.path, 502, kind))
+            self._error(502, None)
+            return
+        self.owner._record(Seen(self.command, self.path, status, kind))
+        if fault and fault.kind == "delay_response":
+            time.sleep(fault.delay)
+        with contextlib.suppress(OSError):
+            self.send_response(status, reason)
+            for name, value in headers:
+                self.send_header(name, value)
+            if self.command != "HEAD" and status not in (204, 304):
+                self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline().strip():
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _forward(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        if self._upstream is None:
+            self._upstream = http.client.HTTPConnection(self.owner.upstream, timeout=60)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if body or self.command in ("POST", "PUT", "PATCH"):
+            headers["Content-Length"] = str(len(body))
+        try:
+            self._upstream.request(self.command, self.path, body=body or None, headers=headers)
+            response = self._upstream.getresponse()
+        except (http.client.HTTPException, OSError):
+            # A kept-alive upstream connection the registry closed: one fresh try.
+            self._upstream.close()
+            self._upstream = http.client.HTTPConnection(self.owner.upstream, timeout=60)
+            self._upstream.request(self.command, self.path, body=body or None, headers=headers)
+            response = self._upstream.getresponse()
+        payload = response.read()
+        kept = [
+            (k, v)
+            for k, v in response.getheaders()
+            if k.lower() not in _HOP_BY_HOP
+            and (self.command == "HEAD" or k.lower() != "content-length")
+        ]
+        return response.status, response.reason, kept, payload
+
+    def _error(self, status: int, retry_after: str | None) -> None:
+        payload = json.dumps(
+            {"errors": [{"code": "UNAVAILABLE", "message": f"injected fault {status}"}]}
+        ).encode()
+        with contextlib.suppress(OSError):
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            if retry_after is not None:
+                self.send_header("Retry-After", retry_after)
+            self.end_headers()
+            self.wfile.write(payload)
+
+    def _reset(self) -> None:
+        """Close with SO_LINGER 0: the client gets a TCP RST, not an orderly close."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            self.connection.close()  # the RST goes out when finish() closes rfile and wfile
