@@ -122,7 +122,7 @@ class Bundle:
     def artifact_type(self) -> str:
         return SIGNATURE_ARTIFACT_TYPE if self.is_signature else ATTESTATION_ARTIFACT_TYPE
 
-    # --- dict and bytes ----------------------------------------------------------------------------
+    # --- dict and bytes -------------------------------------------------------------------------
 
     @classmethod
     def from_dict(cls, data: Any) -> Bundle:

@@ -14,6 +14,9 @@ from typing import Any
 
 from opk_sign.errors import FormatError
 
+#: Members named differently from the claims they hold.
+_CLAIM_NAMES = {"issuer": "iss", "subject": "sub"}
+
 
 @dataclass(frozen=True)
 class SignerIdentity:
@@ -37,7 +40,7 @@ class SignerIdentity:
     def from_claims(cls, claims: Mapping[str, Any]) -> SignerIdentity:
         values: dict[str, str] = {}
         for spec in fields(cls):
-            claim = "iss" if spec.name == "issuer" else "sub" if spec.name == "subject" else spec.name
+            claim = _CLAIM_NAMES.get(spec.name, spec.name)
             value = claims.get(claim)
             if value is None:
                 continue

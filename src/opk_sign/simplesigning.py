@@ -54,7 +54,8 @@ class SimpleSigningPayload:
             },
             "optional": dict(payload.optional),
         }
-        return cls(payload.docker_reference, payload.manifest_digest, payload.optional, go_json(doc))
+        raw = go_json(doc)
+        return cls(payload.docker_reference, payload.manifest_digest, payload.optional, raw)
 
     @classmethod
     def parse(cls, data: bytes) -> SimpleSigningPayload:
@@ -75,7 +76,8 @@ class SimpleSigningPayload:
                 "simple-signing: critical needs identity.docker-reference and "
                 "image.docker-manifest-digest strings"
             )
-        optional = doc.get("optional") or {}
+        optional = doc.get("optional")
+        optional = {} if optional is None else optional
         if not isinstance(optional, dict):
             raise FormatError("simple-signing: 'optional' must be a JSON object")
         return cls(reference, digest, optional, bytes(data))

@@ -3,12 +3,14 @@
 Put it between a client and a registry (the client talks to ``proxy.host`` as if it were the
 registry; the Host header is passed through, so absolute Location URLs come back to the proxy).
 Every request is recorded (method, path, status, which fault hit it). Faults apply to chosen
-requests, picked by method and a path regex, after ``skip`` matching requests and for ``times``:
+requests, picked by method and a path regex, after ``skip`` matching requests, for ``times``, on
+every ``every``-th of them:
 
 - ``reset``: the connection is reset (RST) instead of answering;
 - ``status``: an error status (500, 503, 429 with ``retry_after``...) without asking upstream;
 - ``delay_request``: wait, then forward (a slow registry, or a writer stalled mid-update);
-- ``delay_response``: forward, then wait before answering (a read timeout on the client).
+- ``delay_response``: forward, then wait before answering (a read timeout on the client);
+- ``corrupt``: forward, then flip a byte of the response body (a registry serving bad content).
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
-FaultKind = Literal["reset", "status", "delay_request", "delay_response"]
+FaultKind = Literal["reset", "status", "delay_request", "delay_response", "corrupt"]
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -50,7 +52,8 @@ class Fault:
     retry_after: str | None = None
     delay: float = 0.0
     skip: int = 0
-    times: int = 1  # -1: every matching request from then on
+    times: int = 1  # -1: no limit
+    every: int = 1
     seen: int = 0
     applied: int = 0
 
@@ -66,6 +69,8 @@ class Fault:
         self.seen += 1
         if self.seen <= self.skip or (self.times >= 0 and self.applied >= self.times):
             return False
+        if (self.seen - self.skip - 1) % self.every:
+            return False
         self.applied += 1
         return True
 
@@ -76,6 +81,8 @@ class Seen:
     path: str
     status: int | None  # None: the connection was reset
     fault: FaultKind | None
+    headers: Mapping[str, str] = field(default_factory=dict)  # request headers, lowercase names
+    response_headers: Mapping[str, str] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
 
 
@@ -90,10 +97,11 @@ class FaultProxy:
         class Handler(_ProxyHandler):
             owner = proxy
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self.host = f"127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def start(self) -> FaultProxy:
         self._thread.start()
@@ -129,7 +137,9 @@ class FaultProxy:
         )
 
     def describe(self) -> str:
-        return "\n".join(f"{s.method} {s.path} -> {s.status} {s.fault or ''}" for s in self.requests)
+        return "\n".join(
+            f"{s.method} {s.path} -> {s.status} {s.fault or ''}" for s in self.requests
+        )
 
     def _fault_for(self, method: str, path: str) -> Fault | None:
         with self._lock:
@@ -152,12 +162,19 @@ def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
         proxy.stop()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Clients closing kept-alive connections are normal here, not worth a traceback."""
+
+
 class _ProxyHandler(BaseHTTPRequestHandler):
     owner: FaultProxy
     protocol_version = "HTTP/1.1"
     _upstream: http.client.HTTPConnection | None = None
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: object) -> None:
         return
 
     def finish(self) -> None:
@@ -171,16 +188,22 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
+    def _seen(
+        self, status: int | None, kind: FaultKind | None, response: Mapping[str, str] | None = None
+    ) -> None:
+        request = {k.lower(): v for k, v in self.headers.items()}
+        self.owner._record(Seen(self.command, self.path, status, kind, request, response or {}))
+
     def _handle(self) -> None:
         body = self._read_body()
         fault = self.owner._fault_for(self.command, self.path)
         kind = fault.kind if fault else None
         if fault and fault.kind == "reset":
-            self.owner._record(Seen(self.command, self.path, None, kind))
+            self._seen(None, kind)
             self._reset()
             return
         if fault and fault.kind == "status":
-            self.owner._record(Seen(self.command, self.path, fault.status, kind))
+            self._seen(fault.status, kind)
             self._error(fault.status, fault.retry_after)
             return
         if fault and fault.kind == "delay_request":
@@ -188,12 +211,14 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         try:
             status, reason, headers, payload = self._forward(body)
         except OSError:
-            self.owner._record(Seen(self.command, self.path, 502, kind))
+            self._seen(502, kind)
             self._error(502, None)
             return
-        self.owner._record(Seen(self.command, self.path, status, kind))
+        self._seen(status, kind, {k.lower(): v for k, v in headers})
         if fault and fault.kind == "delay_response":
             time.sleep(fault.delay)
+        if fault and fault.kind == "corrupt" and payload:
+            payload = bytes([payload[0] ^ 0x01]) + payload[1:]
         with contextlib.suppress(OSError):
             self.send_response(status, reason)
             for name, value in headers:
@@ -206,7 +231,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip(), 16)
                 if size == 0:
@@ -259,7 +284,5 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         """Close with SO_LINGER 0: the client gets a TCP RST, not an orderly close."""
         self.close_connection = True
         with contextlib.suppress(OSError):
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()  # the RST goes out when finish() closes rfile and wfile

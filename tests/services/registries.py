@@ -129,6 +129,7 @@ def olareg(workdir: Path) -> Iterator[Registry]:
         str(store),
         "--api-referrer=true",
         "--api-delete=true",
+        "--api-blob-delete=true",
         "--gc-frequency=-1s",
     ]
     host = f"127.0.0.1:{port}"

@@ -1,4 +1,5 @@
-"""`opk-sign dev …`: local development helpers (the GitHub Actions OIDC emulator)."""
+"""`opk-sign dev …`: local development helpers (the GitHub Actions OIDC emulator, a sample
+image pusher)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from opk_sign.errors import UsageError
+from opk_sign.oci.cliargs import add_registry_options
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,6 +48,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="write the `export NAME=value` lines to FILE (mode 0600) instead of stdout",
     )
     oidc.set_defaults(func=_run_github_oidc)
+
+    sample = tools.add_parser(
+        "push-sample",
+        help="push a small random multi-platform image (for demos and local testing)",
+        description="Push a small random image to IMAGE (its tag, else latest): one manifest per "
+        "--platform and, with more than one, an OCI index over them. Prints the digest.",
+    )
+    sample.add_argument("image", metavar="IMAGE", help="where to push, e.g. 127.0.0.1:5000/demo:v1")
+    sample.add_argument(
+        "--platform",
+        dest="platforms",
+        action="append",
+        metavar="OS/ARCH[/VARIANT]",
+        help="a platform to include (repeatable; default: linux/amd64 and linux/arm64)",
+    )
+    add_registry_options(sample)
+    sample.set_defaults(func=_run_push_sample)
+
+
+def _run_push_sample(args: argparse.Namespace) -> int:
+    from opk_sign.dev.sample_image import DEFAULT_PLATFORMS, push_sample_image
+    from opk_sign.errors import FormatError
+    from opk_sign.oci.cliargs import registry_client
+    from opk_sign.oci.reference import Reference
+
+    reference = Reference.parse(args.image)
+    if reference.digest:
+        raise UsageError(
+            "push-sample needs a tag, not a digest", hint="e.g. 127.0.0.1:5000/demo:v1"
+        )
+    try:
+        with registry_client(args, reference.registry) as client:
+            pushed = push_sample_image(client, reference, args.platforms or DEFAULT_PLATFORMS)
+    except (FormatError, ValueError) as err:
+        raise UsageError(f"invalid --platform: {err}") from None
+    print(pushed.digest)
+    return 0
 
 
 def _port(text: str) -> int:

@@ -103,8 +103,7 @@ class Envelope:
             raise FormatError(f"DSSE envelope: payload larger than {MAX_PAYLOAD_BYTES} bytes")
         if not 1 <= len(self.signatures) <= MAX_SIGNATURES:
             raise FormatError(
-                f"DSSE envelope: needs 1 to {MAX_SIGNATURES} signatures, "
-                f"has {len(self.signatures)}"
+                f"DSSE envelope: needs 1 to {MAX_SIGNATURES} signatures, has {len(self.signatures)}"
             )
         for sig in self.signatures:
             if not sig.sig:
@@ -139,8 +138,9 @@ class Envelope:
         return cls(payload_type, payload, tuple(signatures), payload_b64=str(payload_b64))
 
     def to_dict(self) -> JSONObject:
+        payload = self.payload_b64 if self.payload_b64 is not None else _b64_encode(self.payload)
         return {
-            "payload": self.payload_b64 if self.payload_b64 is not None else _b64_encode(self.payload),
+            "payload": payload,
             "payloadType": self.payload_type,
             "signatures": [s.to_dict() for s in self.signatures],
         }

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import IO, NoReturn
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
@@ -165,12 +165,19 @@ class RegistryClient:
         return data, descriptor.media_type
 
     def put_manifest(
-        self, repo: RefLike, data: bytes, media_type: str, tag: str | None = None
+        self,
+        repo: RefLike,
+        data: bytes,
+        media_type: str,
+        tag: str | None = None,
+        *,
+        index_referrer: bool = True,
     ) -> str:
         """Store a manifest (by tag, else by digest) and return its digest.
 
         A manifest with a ``subject`` is a referrer: on a registry without the referrers API it is
-        then added to the subject's fallback index, after the manifest itself is stored.
+        then added to the subject's fallback index, after the manifest itself is stored (unless
+        ``index_referrer`` is false: the caller batches that with ``register_referrers``).
         """
         ref = as_reference(repo)
         if len(data) > limits.MAX_MANIFEST_BYTES:
@@ -198,15 +205,10 @@ class RegistryClient:
             stored = resp.headers.get("Docker-Content-Digest")
         if stored and stored.startswith("sha256:") and stored != digest:
             raise RegistryError(f"{what}: the registry stored it as {stored}")
-        if manifest.subject is not None:
-            descriptor = Descriptor(
-                media_type,
-                digest,
-                len(data),
-                annotations=dict(manifest.annotations),
-                artifact_type=_artifact_type(manifest),
+        if manifest.subject is not None and index_referrer:
+            self.register_referrers(
+                ref, manifest.subject.digest, [referrer_descriptor(manifest, media_type, digest)]
             )
-            self._register_referrer(ref, manifest.subject.digest, descriptor)
         return digest
 
     def walk(self, ref: RefLike) -> Iterator[tuple[Descriptor, Manifest]]:
@@ -311,24 +313,34 @@ class RegistryClient:
         self.upload_blob(ref, descriptor.digest, len(data), data)
         return descriptor
 
-    def upload_blob(
-        self,
-        repo: RefLike,
-        digest: str,
-        size: int,
-        body: Body,
-        *,
-        mount_from: str | None = None,
-    ) -> None:
-        """Upload a blob: a mount from ``mount_from`` (same registry) if possible, else a single
-        POST where the registry takes it, else POST and one monolithic PUT.
+    def mount_blob(self, repo: RefLike, digest: str, source_repository: str) -> bool:
+        """Ask the registry to link a blob from another of its repositories: one request."""
+        ref = as_reference(repo)
+        resp = self._request(
+            "POST",
+            ref,
+            "blobs/uploads/",
+            push=True,
+            params={"mount": digest, "from": source_repository},
+            headers={"Content-Length": "0"},
+            extra_scopes=(Scope.repository(source_repository),),
+        )
+        with resp:
+            if resp.status_code == 201:
+                return True
+            if resp.status_code == 202:  # no mount; the upload session it opened just expires
+                return False
+            self._fail(resp, f"mount blob {digest} from {source_repository} into {ref.name}")
+
+    def upload_blob(self, repo: RefLike, digest: str, size: int, body: Body) -> None:
+        """Upload a blob: a single POST where the registry takes it, else POST and one PUT.
 
         A broken upload is retried from the start once, after checking whether the blob arrived.
         """
         ref = as_reference(repo)
         for attempt in range(2):
             try:
-                self._upload_once(ref, digest, size, body, mount_from)
+                self._upload_once(ref, digest, size, body)
                 return
             except RegistryAuthError:
                 raise
@@ -339,30 +351,11 @@ class RegistryClient:
                 if attempt:
                     raise
 
-    def _upload_once(
-        self, ref: Reference, digest: str, size: int, body: Body, mount_from: str | None
-    ) -> None:
+    def _upload_once(self, ref: Reference, digest: str, size: int, body: Body) -> None:
         what = f"upload blob {ref.name}@{digest}"
         uploads = "blobs/uploads/"
         location: str | None = None
-        if mount_from and mount_from != ref.repository:
-            resp = self._request(
-                "POST",
-                ref,
-                uploads,
-                push=True,
-                params={"mount": digest, "from": mount_from},
-                headers={"Content-Length": "0"},
-                extra_scopes=(Scope.repository(mount_from),),
-            )
-            with resp:
-                if resp.status_code == 201:
-                    return
-                if resp.status_code != 202:
-                    self._fail(resp, what)
-                location = self._location(resp, ref, what)
-        single = size <= limits.SINGLE_POST_MAX_BYTES and self._single_post.get(ref.registry, True)
-        if location is None and single:
+        if size <= limits.SINGLE_POST_MAX_BYTES and self._single_post.get(ref.registry, True):
             _rewind(body)
             resp = self._request(
                 "POST",
@@ -515,10 +508,17 @@ class RegistryClient:
             url = urljoin(url, link)
         raise RegistryError(f"{what}: more than {limits.MAX_REFERRERS_PAGES} pages")
 
-    def _register_referrer(self, ref: Reference, subject: str, descriptor: Descriptor) -> None:
-        if self.has_referrers_api(ref, subject):
-            return
-        self._update_fallback(ref, subject, referrer_entry(descriptor))
+    def register_referrers(
+        self, repo: RefLike, subject: str, referrers: Sequence[Descriptor]
+    ) -> None:
+        """Make stored referrer manifests of ``subject`` discoverable.
+
+        Nothing to do on a registry with the referrers API (it indexes ``subject`` itself); else
+        one read-merge-write-confirm round of the fallback index for all of them.
+        """
+        ref = as_reference(repo)
+        if referrers and not self.has_referrers_api(ref, subject):
+            self._update_fallback(ref, subject, [referrer_entry(d) for d in referrers])
 
     def _read_fallback(self, ref: Reference, tag: str) -> tuple[bytes | None, str | None]:
         """The fallback index under ``tag`` and its ETag; (None, None) if there is none yet."""
@@ -539,8 +539,8 @@ class RegistryClient:
         etag = resp.headers.get("ETag")
         return self._read(resp, limits.MAX_MANIFEST_BYTES, what), etag
 
-    def _update_fallback(self, ref: Reference, subject: str, entry: Descriptor) -> None:
-        """Add ``entry`` to the fallback index of ``subject`` without losing anyone's entry.
+    def _update_fallback(self, ref: Reference, subject: str, entries: Sequence[Descriptor]) -> None:
+        """Add ``entries`` to the fallback index of ``subject`` without losing anyone's entry.
 
         Read, merge, write with ``If-Match`` (where the registry gives an ETag), then wait and
         read again: an entry that a concurrent writer's stale merge dropped is merged back in.
@@ -555,8 +555,8 @@ class RegistryClient:
             read_at = time.monotonic()
             current, etag = self._read_fallback(ref, tag)
             try:
-                present = lists_all(current, [entry.digest])
-                merged = None if present else merge_referrers_index(current, [entry])
+                present = lists_all(current, [e.digest for e in entries])
+                merged = None if present else merge_referrers_index(current, entries)
             except FormatError as err:
                 raise RegistryError(
                     f"{what} is not a referrers index ({err}); refusing to overwrite it"
@@ -605,8 +605,8 @@ class RegistryClient:
                     continue
                 self._fail(resp, f"update {what}")
         raise RegistryError(
-            f"{what} kept changing under us; the referrer {entry.digest} is stored but may not be "
-            "listed",
+            f"{what} kept changing under us; referrers {', '.join(e.digest for e in entries)} "
+            "are stored but may not be listed",
             hint="run the command again: adding a referrer twice is harmless",
         )
 
@@ -760,10 +760,20 @@ class RegistryClient:
         raise RegistryError(f"{what}: the registry answered {status} ({detail})")
 
 
-def _artifact_type(manifest: Manifest) -> str | None:
-    if isinstance(manifest, ImageIndex):
-        return manifest.artifact_type
-    return manifest.effective_artifact_type
+def referrer_descriptor(manifest: Manifest, media_type: str, digest: str) -> Descriptor:
+    """The descriptor a referrers listing gives for a referrer manifest."""
+    artifact_type = (
+        manifest.artifact_type
+        if isinstance(manifest, ImageIndex)
+        else manifest.effective_artifact_type
+    )
+    return Descriptor(
+        media_type,
+        digest,
+        len(manifest.raw),
+        annotations=dict(manifest.annotations),
+        artifact_type=artifact_type,
+    )
 
 
 def _verify(data: bytes, expected: str, what: str) -> None:

@@ -141,7 +141,9 @@ class DockerConfig:
 
 
 def _object(doc: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = doc.get(key) or {}
+    value = doc.get(key)
+    if value is None:
+        return {}
     if not isinstance(value, dict):
         raise UsageError(f"{where}: {key} must be an object")
     return value

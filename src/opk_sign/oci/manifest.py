@@ -72,9 +72,9 @@ def media_type_of(data: bytes, header_media_type: str | None = None) -> str:
 def parse_manifest(data: bytes, media_type: str | None = None) -> Manifest:
     """Parse an image manifest or index; ``media_type`` is the Content-Type the registry sent."""
     doc = load_json_object(data, "manifest")
-    kind = _media_type(doc, media_type)
     if doc.get("schemaVersion") != 2:
         raise FormatError(f"unsupported manifest schemaVersion {doc.get('schemaVersion')!r}")
+    kind = _media_type(doc, media_type)
     subject = Descriptor.from_dict(doc["subject"]) if doc.get("subject") is not None else None
     artifact_type = doc.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):

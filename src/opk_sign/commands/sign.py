@@ -1,0 +1,128 @@
+"""`opk-sign sign IMAGE`: sign an image and push its signatures and attestations as referrers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from opk_sign.errors import UsageError
+from opk_sign.oci.cliargs import add_registry_options
+
+if TYPE_CHECKING:
+    from opk_sign.sign import SigningResult
+
+EPILOG = """\
+exit codes:
+  0   every manifest was signed (and attested)
+  1   failure, e.g. no ID token could be had (see the hint: `permissions: id-token: write`)
+  2   usage: bad arguments, unreadable predicate file, invalid image reference
+  12  the ID token did not verify against the issuer's keys
+  13  the registry or the network failed; the message lists what was signed and what was not
+  14  the issuer's keys (discovery, JWKS) could not be fetched
+
+environment:
+  ACTIONS_ID_TOKEN_REQUEST_URL, ACTIONS_ID_TOKEN_REQUEST_TOKEN
+                              set by GitHub Actions under `permissions: id-token: write`
+  OPK_SIGN_OIDC_ISSUER        issuer to expect instead of GitHub's (GHES, or the local emulator)
+  OPK_SIGN_REGISTRY_USERNAME, OPK_SIGN_REGISTRY_PASSWORD, OPK_SIGN_REGISTRY_TOKEN
+                              registry credentials (else the docker config, else anonymous)
+  DOCKER_CONFIG               directory of the docker config.json to read credentials from
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "sign",
+        help="sign an image with the CI job's identity (keyless, OpenPubkey)",
+        description=(
+            "Sign IMAGE (a tag or name@digest) and, by default, every platform manifest it lists; "
+            "attach a SLSA provenance attestation to every platform manifest. Signatures and "
+            "attestations are stored in the image's repository as OCI referrers. A tag signs "
+            "what it points to now; the digest signed is printed."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("image", metavar="IMAGE", help="image reference, e.g. ghcr.io/o/app:v1")
+    parser.add_argument(
+        "--recursive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also sign every platform manifest of an index (default: on)",
+    )
+    parser.add_argument(
+        "--no-provenance",
+        dest="provenance",
+        action="store_false",
+        help="do not attach a SLSA provenance attestation",
+    )
+    parser.add_argument(
+        "--predicate",
+        type=Path,
+        metavar="FILE",
+        help="a JSON predicate (SBOM, scan result) to attach as an extra attestation to every "
+        "platform manifest; needs --predicate-type",
+    )
+    parser.add_argument(
+        "--predicate-type",
+        metavar="URI",
+        help="the predicate's type, e.g. https://spdx.dev/Document",
+    )
+    parser.add_argument(
+        "--output", choices=("text", "json"), default="text", help="output format (default: text)"
+    )
+    parser.add_argument(
+        "--oidc-issuer",
+        default=os.environ.get("OPK_SIGN_OIDC_ISSUER") or None,
+        metavar="URL",
+        help="the issuer the ID token must come from (default: GitHub's for this server)",
+    )
+    add_registry_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from opk_sign.oci.cliargs import registry_client
+    from opk_sign.oci.reference import Reference
+    from opk_sign.oidc import GitHubActionsProvider
+    from opk_sign.sign import CustomPredicate, SigningOptions, sign_image
+
+    if args.predicate_type and not args.predicate:
+        raise UsageError("--predicate-type needs --predicate FILE")
+    predicate = (
+        CustomPredicate.from_file(args.predicate, args.predicate_type) if args.predicate else None
+    )
+    reference = Reference.parse(args.image)
+    options = SigningOptions(
+        recursive=args.recursive,
+        provenance=args.provenance,
+        predicate=predicate,
+        server_url=os.environ.get("GITHUB_SERVER_URL") or "https://github.com",
+    )
+    provider = GitHubActionsProvider(issuer=args.oidc_issuer)
+    with registry_client(args, reference.registry) as client:
+        result = sign_image(reference, provider=provider, client=client, options=options)
+    if args.output == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(format_result(result))
+    return 0
+
+
+def format_result(result: SigningResult) -> str:
+    """The human summary of a SigningResult."""
+    lines = [
+        f"Signed {result.reference}",
+        f"  identity: {result.identity.principal}",
+        f"  issuer:   {result.issuer}",
+    ]
+    for manifest in result.manifests:
+        label = "index" if manifest.is_index else (manifest.platform or "manifest")
+        lines.append(f"  {manifest.digest}  {label}")
+        lines.append(f"    signature    {manifest.signature}")
+        for attestation in manifest.attestations:
+            lines.append(f"    attestation  {attestation.referrer}  {attestation.predicate_type}")
+    return "\n".join(lines)

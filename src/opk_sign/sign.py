@@ -1,0 +1,436 @@
+"""The signing flow: from an image reference to signature and attestation referrers.
+
+Steps (issue "Signing end to end", DESIGN.md "Formats opk-sign writes" and "Storage"):
+
+1. Make an ephemeral ES256 key (memory only) and its CIC; the commitment is the ID token audience.
+2. Get the ID token from the provider; verify it against the issuer's live JWKS (discovery).
+3. Replace the OP's RSA signature by a GQ256 proof and build the PK token; check it as a verifier
+   would before using it.
+4. Resolve the reference to a digest and collect the manifests to sign: the one named and, with
+   ``recursive``, every platform manifest of an index.
+5. Per platform manifest: attestations (SLSA provenance unless disabled, a custom predicate on
+   request), then the signature. The index's signature comes last, once every platform manifest
+   is signed. Each bundle is pushed as an OCI 1.1 referrer of the manifest it signs.
+
+A manifest counts as signed once its signature referrer is stored; it is pushed after the
+manifest's attestations, so a failure never leaves a signed manifest without them. A failure
+raises :class:`SigningError` naming the manifests signed and those not. The ID token and the
+request token are never logged, printed or kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from opk_sign import gq
+from opk_sign.bundle import BUNDLE_MEDIA_TYPE, Bundle
+from opk_sign.errors import (
+    EXIT_FAILURE,
+    FormatError,
+    OpkSignError,
+    SigningError,
+    TrustError,
+    UsageError,
+)
+from opk_sign.identity import SignerIdentity
+from opk_sign.jose import CompactJWS, JSONObject, parse_json_object
+from opk_sign.oci import mediatypes
+from opk_sign.oci.client import RegistryClient
+from opk_sign.oci.descriptor import Descriptor
+from opk_sign.oci.manifest import ImageIndex
+from opk_sign.oci.reference import Reference
+from opk_sign.oidc import JWKSCache, TokenProvider, verify_id_token
+from opk_sign.pktoken import (
+    PKToken,
+    StaticJWKS,
+    UserKey,
+    commitment,
+    new_cic_header,
+    verify_pktoken,
+)
+from opk_sign.pktoken.verify import select_key
+from opk_sign.signer import Signer
+
+log = logging.getLogger(__name__)
+
+#: Manifests signed at once; each holds a connection or two.
+MAX_PARALLEL_MANIFESTS: Final = 4
+#: Largest custom predicate accepted; the bundle holding it (base64 in DSSE) must stay under 1 MiB.
+MAX_PREDICATE_BYTES: Final = 512 * 1024
+#: docker buildx marks its own attestation manifests in an index with this annotation.
+_DOCKER_REFERENCE_TYPE: Final = "vnd.docker.reference.type"
+
+
+@dataclass(frozen=True)
+class CustomPredicate:
+    """A predicate the user attaches as an extra attestation (an SBOM, a scan result)."""
+
+    predicate_type: str
+    predicate: JSONObject
+
+    def __post_init__(self) -> None:
+        scheme, colon, rest = self.predicate_type.partition(":")
+        if not colon or not scheme.isascii() or not scheme.isalpha() or not rest:
+            raise UsageError(
+                f"the predicate type must be an absolute URI, got {self.predicate_type!r}",
+                hint="e.g. https://spdx.dev/Document or https://cyclonedx.org/bom",
+            )
+        if not isinstance(self.predicate, dict):
+            raise UsageError("the predicate must be a JSON object")
+
+    @classmethod
+    def from_file(cls, path: Path, predicate_type: str | None) -> CustomPredicate:
+        """A predicate from a JSON file (at most MAX_PREDICATE_BYTES)."""
+        if not predicate_type:
+            raise UsageError(
+                "a predicate file needs its predicate type", hint="e.g. https://spdx.dev/Document"
+            )
+        try:
+            size = path.stat().st_size
+            if size > MAX_PREDICATE_BYTES:
+                raise UsageError(
+                    f"predicate file {path} is {size} bytes, over the "
+                    f"{MAX_PREDICATE_BYTES}-byte limit"
+                )
+            data = path.read_bytes()
+        except OSError as err:
+            raise UsageError(f"cannot read predicate file {path}: {err.strerror}") from None
+        try:
+            predicate = parse_json_object(data, f"predicate file {path}")
+        except FormatError as err:
+            raise UsageError(err.message) from None
+        return cls(predicate_type, predicate)
+
+
+@dataclass(frozen=True)
+class SigningOptions:
+    #: Sign every platform manifest of an index too (the index alone otherwise).
+    recursive: bool = True
+    #: Attach a SLSA provenance v1 attestation to every platform manifest.
+    provenance: bool = True
+    predicate: CustomPredicate | None = None
+    #: The GitHub server, for the URLs in provenance (GITHUB_SERVER_URL).
+    server_url: str = "https://github.com"
+
+
+@dataclass(frozen=True)
+class ManifestToSign:
+    descriptor: Descriptor
+    is_index: bool
+    platform: str | None = None
+
+    @property
+    def digest(self) -> str:
+        return self.descriptor.digest
+
+
+@dataclass(frozen=True)
+class Attestation:
+    predicate_type: str
+    referrer: str  # digest of the artifact manifest
+
+
+@dataclass(frozen=True)
+class SignedManifest:
+    digest: str
+    media_type: str
+    platform: str | None
+    signature: str  # digest of the signature's artifact manifest
+    attestations: tuple[Attestation, ...] = ()
+    is_index: bool = False
+
+    def to_dict(self) -> JSONObject:
+        return {
+            "digest": self.digest,
+            "mediaType": self.media_type,
+            "platform": self.platform,
+            "index": self.is_index,
+            "signature": self.signature,
+            "attestations": [
+                {"predicateType": a.predicate_type, "digest": a.referrer} for a in self.attestations
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class SigningResult:
+    reference: Reference  # what was asked, pinned to the digest signed
+    digest: str
+    identity: SignerIdentity
+    manifests: tuple[SignedManifest, ...]
+    #: Seconds per phase (resolve, token, pktoken, push), for benchmarks and --verbose.
+    timings: Mapping[str, float] = field(default_factory=dict, compare=False)
+
+    @property
+    def issuer(self) -> str:
+        return self.identity.issuer
+
+    @property
+    def signatures(self) -> list[str]:
+        return [m.signature for m in self.manifests]
+
+    @property
+    def attestations(self) -> list[str]:
+        return [a.referrer for m in self.manifests for a in m.attestations]
+
+    def to_dict(self) -> JSONObject:
+        return {
+            "image": self.reference.name,
+            "digest": self.digest,
+            "reference": str(self.reference),
+            "identity": self.identity.principal,
+            "issuer": self.issuer,
+            "claims": self.identity.to_dict(),
+            "signatures": self.signatures,
+            "attestations": self.attestations,
+            "manifests": [m.to_dict() for m in self.manifests],
+        }
+
+
+# --- the PK token ---------------------------------------------------------------------------------
+
+
+def obtain_signer(
+    provider: TokenProvider, *, jwks: JWKSCache | None = None, now: float | None = None
+) -> Signer:
+    """Steps 1 to 3: an ephemeral key, the ID token committing to it, checked, and the PK token."""
+    user_key = UserKey.generate("ES256")
+    cic_header = new_cic_header(user_key)
+    audience = commitment(cic_header)
+    issuer = provider.issuer_hint
+    id_token = provider.id_token(audience)
+    cache = jwks if jwks is not None else JWKSCache()
+    issuer_jwks = cache.get(issuer)
+    # The ID token is checked before anything is built on it: signature by the issuer's key,
+    # iss, aud == our commitment, times. Its claims then feed the provenance.
+    claims = verify_id_token(id_token, issuer_jwks, issuer=issuer, audience=audience, now=now)
+    try:
+        kid = CompactJWS.parse(id_token, "ID token").header("ID token").get("kid")
+        kid = kid if isinstance(kid, str) else None
+        op_jwk = select_key(list(issuer_jwks["keys"]), issuer, kid)
+        pk_token = PKToken.build(gq.sign_jwt(id_token, op_jwk), cic_header, user_key)
+    except FormatError as err:
+        raise TrustError(f"could not turn the ID token into a PK token: {err.message}") from None
+    del id_token  # from here on only the PK token, which cannot be replayed, is kept
+    # What a verifier will do, done once here so that a broken token is never published.
+    verify_pktoken(pk_token, StaticJWKS(issuer, issuer_jwks), issuers={issuer}, now=now)
+    return Signer(user_key, pk_token, claims)
+
+
+# --- manifests ------------------------------------------------------------------------------------
+
+
+def collect_manifests(
+    client: RegistryClient, reference: Reference, recursive: bool
+) -> tuple[Descriptor, list[ManifestToSign]]:
+    """Step 4: the digest ``reference`` names now, and the manifests to sign (children first)."""
+    top, data = client.pull_manifest(reference)
+    manifest = client.parse(top, data)
+    if not isinstance(manifest, ImageIndex):
+        return top, [ManifestToSign(top, is_index=False)]
+    found: list[ManifestToSign] = []
+    if recursive:
+        _children(client, reference, manifest, found, depth=0)
+    found.append(ManifestToSign(top, is_index=True))
+    return top, found
+
+
+def _children(
+    client: RegistryClient,
+    reference: Reference,
+    index: ImageIndex,
+    found: list[ManifestToSign],
+    depth: int,
+) -> None:
+    for child in index.manifests:
+        if child.media_type not in mediatypes.MANIFEST_MEDIA_TYPES:
+            continue
+        if child.annotations.get(_DOCKER_REFERENCE_TYPE) == "attestation-manifest":
+            continue  # buildx's own attestation blobs, not something that runs
+        if child.media_type in mediatypes.INDEX_MEDIA_TYPES:
+            if depth >= 4:
+                raise SigningError(f"image index nested deeper than 4 levels at {child.digest}")
+            descriptor, data = client.pull_manifest(reference, child.digest)
+            nested = client.parse(descriptor, data)
+            if isinstance(nested, ImageIndex):
+                _children(client, reference, nested, found, depth + 1)
+            found.append(ManifestToSign(child, is_index=True))
+            continue
+        if any(m.digest == child.digest for m in found):
+            continue
+        found.append(
+            ManifestToSign(child, is_index=False, platform=str(child.platform or "") or None)
+        )
+
+
+# --- pushing --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    target: ManifestToSign
+    attestations: list[Attestation] = field(default_factory=list)
+    signature: str | None = None
+    error: OpkSignError | None = None
+
+
+def _sign_one(
+    client: RegistryClient,
+    repository: Reference,
+    *,
+    signer: Signer,
+    target: ManifestToSign,
+    options: SigningOptions,
+    created: datetime,
+) -> _Outcome:
+    outcome = _Outcome(target)
+    subject = Descriptor(target.descriptor.media_type, target.digest, target.descriptor.size)
+    try:
+        if not target.is_index:
+            predicates: list[tuple[str, Mapping[str, Any]]] = []
+            if options.provenance:
+                predicates.append(signer.provenance(options.server_url))
+            if options.predicate is not None:
+                predicates.append((options.predicate.predicate_type, options.predicate.predicate))
+            for predicate_type, predicate in predicates:
+                bundle = signer.attestation(
+                    repository.name, target.digest, predicate_type, predicate
+                )
+                referrer = _attach(
+                    client, repository, subject, bundle, signer.annotations(created, predicate_type)
+                )
+                outcome.attestations.append(Attestation(predicate_type, referrer))
+        bundle = signer.signature(repository.name, target.digest)
+        outcome.signature = _attach(
+            client, repository, subject, bundle, signer.annotations(created)
+        )
+    except OpkSignError as err:
+        outcome.error = err
+    return outcome
+
+
+def _attach(
+    client: RegistryClient,
+    repository: Reference,
+    subject: Descriptor,
+    bundle: Bundle,
+    annotations: Mapping[str, str],
+) -> str:
+    stored = client.attach_artifact(
+        repository, subject, bundle.artifact_type, bundle.to_json(), BUNDLE_MEDIA_TYPE, annotations
+    )
+    return stored.digest
+
+
+def _failure(outcomes: list[_Outcome], pending: list[ManifestToSign]) -> SigningError:
+    def name(target: ManifestToSign) -> str:
+        kind = "index" if target.is_index else (target.platform or "manifest")
+        return f"{target.digest} ({kind})"
+
+    signed = [name(o.target) for o in outcomes if o.signature is not None]
+    failed = [o for o in outcomes if o.error is not None]
+    lines = ["signing failed"]
+    for outcome in failed:
+        assert outcome.error is not None
+        partial = (
+            f"; {len(outcome.attestations)} attestation(s) were stored before the failure"
+            if outcome.attestations
+            else ""
+        )
+        lines.append(f"  not signed: {name(outcome.target)}: {outcome.error.message}{partial}")
+    for target in pending:
+        lines.append(f"  not signed: {name(target)}: skipped because a platform manifest failed")
+    lines.append("  signed: " + (", ".join(signed) if signed else "none"))
+    first = failed[0].error if failed else None
+    error = SigningError(
+        "\n".join(lines),
+        hint=(first.hint if first is not None and first.hint else None)
+        or "run the command again: re-signing a manifest only adds a referrer",
+    )
+    # The exit code of the cause (registry 13, usage 2, ...) says more than "failure".
+    error.exit_code = first.exit_code if first is not None else EXIT_FAILURE
+    return error
+
+
+def sign_image(
+    image: Reference | str,
+    *,
+    provider: TokenProvider,
+    client: RegistryClient,
+    options: SigningOptions | None = None,
+    jwks: JWKSCache | None = None,
+    now: float | None = None,
+    on_signed: Callable[[SignedManifest], None] | None = None,
+) -> SigningResult:
+    """Sign ``image`` (a tag signs what the tag points to now) and push its referrers."""
+    opts = options or SigningOptions()
+    reference = image if isinstance(image, Reference) else Reference.parse(image)
+    timings: dict[str, float] = {}
+    # The PK token first: a job without an ID token fails before the registry is asked anything.
+    started = time.perf_counter()
+    signer = obtain_signer(provider, jwks=jwks, now=now)
+    timings["pktoken"] = time.perf_counter() - started
+
+    mark = time.perf_counter()
+    top, targets = collect_manifests(client, reference, opts.recursive)
+    timings["resolve"] = time.perf_counter() - mark
+    created = datetime.fromtimestamp(time.time() if now is None else now, UTC)
+    repository = reference.repo()
+
+    mark = time.perf_counter()
+    platforms = [t for t in targets if not t.is_index]
+    indexes = [t for t in targets if t.is_index]
+    outcomes: list[_Outcome] = []
+    workers = min(MAX_PARALLEL_MANIFESTS, max(1, len(platforms)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes += pool.map(
+            lambda t: _sign_one(
+                client, repository, signer=signer, target=t, options=opts, created=created
+            ),
+            platforms,
+        )
+    # An index is signed only once everything it lists is: its signature vouches for the image.
+    # Nested indexes come before the indexes listing them (collect_manifests orders them so).
+    pending: list[ManifestToSign] = []
+    for target in indexes:
+        if any(o.error is not None for o in outcomes):
+            pending.append(target)
+            continue
+        outcomes.append(
+            _sign_one(
+                client, repository, signer=signer, target=target, options=opts, created=created
+            )
+        )
+    timings["push"] = time.perf_counter() - mark
+    timings["total"] = time.perf_counter() - started
+
+    if any(o.error is not None for o in outcomes):
+        raise _failure(outcomes, pending)
+    signed = []
+    for outcome in outcomes:
+        assert outcome.signature is not None
+        item = SignedManifest(
+            digest=outcome.target.digest,
+            media_type=outcome.target.descriptor.media_type,
+            platform=outcome.target.platform,
+            signature=outcome.signature,
+            attestations=tuple(outcome.attestations),
+            is_index=outcome.target.is_index,
+        )
+        signed.append(item)
+        if on_signed is not None:
+            on_signed(item)
+    return SigningResult(
+        reference=reference.with_digest(top.digest),
+        digest=top.digest,
+        identity=signer.identity,
+        manifests=tuple(signed),
+        timings=timings,
+    )
