@@ -114,3 +114,28 @@ def test_summary_is_a_markdown_table_with_raw_json() -> None:
     assert "r\\|elease.yml" in text  # a pipe in a value cannot break the table
     raw = text.split("```json\n", 1)[1].split("\n```", 1)[0]
     assert json.loads(raw)["signatures"] == ["sha256:" + "c" * 64, "sha256:" + "e" * 64]
+
+
+def test_cli_text_summary_names_digest_identity_and_referrers() -> None:
+    from opk_sign.commands.sign import format_result
+
+    identity = SignerIdentity(issuer="https://i", subject="s", job_workflow_ref="o/r/w.yml@refs/v")
+    result = SigningResult(
+        reference=Reference.parse("ghcr.io/o/app:v1").with_digest("sha256:" + "a" * 64),
+        digest="sha256:" + "a" * 64,
+        identity=identity,
+        manifests=(
+            SignedManifest(
+                "sha256:" + "a" * 64,
+                "application/vnd.oci.image.manifest.v1+json",
+                "linux/amd64",
+                "sha256:" + "c" * 64,
+                (Attestation("https://slsa.dev/provenance/v1", "sha256:" + "d" * 64),),
+            ),
+        ),
+    )
+    text = format_result(result)
+    assert text.splitlines()[0] == f"Signed ghcr.io/o/app:v1@sha256:{'a' * 64}"
+    assert "identity: o/r/w.yml@refs/v" in text
+    assert f"signature    sha256:{'c' * 64}" in text
+    assert f"attestation  sha256:{'d' * 64}  https://slsa.dev/provenance/v1" in text

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from opk_sign.errors import UsageError
@@ -80,7 +80,7 @@ class _Copier:
         self.src = src
         self.dst = dst
         self.report = report
-        self._blobs: set[str] = set()
+        self._blobs: dict[str, Future[None]] = {}
         self._manifests: set[str] = set()
         self._referrers: set[str] = set()
         self._lock = threading.Lock()
@@ -132,10 +132,22 @@ class _Copier:
         return [r.digest for r in found]
 
     def _copy_blob(self, blob: Descriptor) -> None:
+        """Copy a blob once; a thread needing a blob another thread is copying waits for it, so
+        that no manifest is pushed before its blobs are there."""
+        mine: Future[None] = Future()
         with self._lock:
-            if blob.digest in self._blobs:
-                return
-            self._blobs.add(blob.digest)
+            pending = self._blobs.setdefault(blob.digest, mine)
+        if pending is not mine:
+            pending.result()
+            return
+        try:
+            self._transfer_blob(blob)
+        except BaseException as err:
+            mine.set_exception(err)
+            raise
+        mine.set_result(None)
+
+    def _transfer_blob(self, blob: Descriptor) -> None:
         if self.client.blob_exists(self.dst, blob.digest):
             self._count(blobs_present=1)
             return
