@@ -35,7 +35,13 @@ from opk_sign.oci import limits, mediatypes
 from opk_sign.oci.auth import Authenticator, Scope
 from opk_sign.oci.credentials import Keychain
 from opk_sign.oci.descriptor import Descriptor
-from opk_sign.oci.digest import digest_of, is_digest, new_hasher, sha256_digest, split_digest
+from opk_sign.oci.digest import (
+    is_digest,
+    new_hasher,
+    sha256_digest,
+    split_digest,
+    verify_digest,
+)
 from opk_sign.oci.manifest import (
     ImageIndex,
     Manifest,
@@ -63,8 +69,15 @@ DEFAULT_FALLBACK_SETTLE = 0.5
 _CHUNK = 64 * 1024
 
 
+_BLOB_UNKNOWN_RETRIES = 3
+
+
 class _ConnectionLost(RegistryUnavailableError):
     """The connection broke while a response body was being read."""
+
+
+class _BlobUnknownError(RegistryError):
+    """A manifest PUT refused because the registry does not see one of its blobs."""
 
 
 class RegistryClient:
@@ -151,7 +164,7 @@ class RegistryClient:
                     raise
         expected = ref.digest or (header_digest if is_digest(header_digest) else None)
         if expected:
-            _verify(data, expected, what)
+            verify_digest(data, expected, what)
         try:
             media_type = media_type_of(data, content_type)
         except FormatError as err:
@@ -191,18 +204,28 @@ class RegistryClient:
         digest = sha256_digest(data)
         target = ref.with_tag(tag) if tag else ref.with_digest(digest)
         what = f"push manifest {ref.name}@{digest}"
-        resp = self._request(
-            "PUT",
-            target,
-            f"manifests/{tag or digest}",
-            push=True,
-            headers={"Content-Type": media_type},
-            data=data,
-        )
-        with resp:
-            if resp.status_code not in (200, 201):
-                self._fail(resp, what)
-            stored = resp.headers.get("Docker-Content-Digest")
+        for attempt in range(_BLOB_UNKNOWN_RETRIES + 1):
+            resp = self._request(
+                "PUT",
+                target,
+                f"manifests/{tag or digest}",
+                push=True,
+                headers={"Content-Type": media_type},
+                data=data,
+            )
+            try:
+                with resp:
+                    if resp.status_code not in (200, 201):
+                        self._fail(resp, what)
+                    stored = resp.headers.get("Docker-Content-Digest")
+                break
+            except _BlobUnknownError:
+                # A blob we just stored may not be visible yet: registries on eventually
+                # consistent storage, or distribution while another client links the same
+                # blob into the repository (it rewrites the link file in place).
+                if attempt == _BLOB_UNKNOWN_RETRIES:
+                    raise
+                time.sleep(0.1 * 2**attempt * random.uniform(1.0, 1.5))  # noqa: S311 - jitter
         if stored and stored.startswith("sha256:") and stored != digest:
             raise RegistryError(f"{what}: the registry stored it as {stored}")
         if manifest.subject is not None and index_referrer:
@@ -259,7 +282,7 @@ class RegistryClient:
             except _ConnectionLost:
                 if attempt:
                     raise
-        _verify(data, digest, what)
+        verify_digest(data, digest, what)
         return data
 
     def download_blob(self, repo: RefLike, descriptor: Descriptor, sink: IO[bytes]) -> None:
@@ -551,9 +574,17 @@ class RegistryClient:
         last_write: float | None = None
         settle = self.fallback_settle
         failures = 0
+        seen_index = False
         for _ in range(limits.MAX_FALLBACK_ROUNDS):
             read_at = time.monotonic()
             current, etag = self._read_fallback(ref, tag)
+            if current is None and seen_index:
+                # The index existed a moment ago: a missing one now is the registry in the
+                # middle of a write, and writing ours from scratch would drop every entry.
+                failures += 1
+                self._backoff(failures, None, what)
+                continue
+            seen_index = seen_index or current is not None
             try:
                 present = lists_all(current, [e.digest for e in entries])
                 merged = None if present else merge_referrers_index(current, entries)
@@ -757,6 +788,8 @@ class RegistryClient:
                 f"{self.http.retries} retries",
                 hint="the registry is down or rate-limiting us; try again later",
             )
+        if status == 400 and "BLOB_UNKNOWN" in detail:
+            raise _BlobUnknownError(f"{what}: the registry answered {status} ({detail})")
         raise RegistryError(f"{what}: the registry answered {status} ({detail})")
 
 
@@ -774,16 +807,6 @@ def referrer_descriptor(manifest: Manifest, media_type: str, digest: str) -> Des
         annotations=dict(manifest.annotations),
         artifact_type=artifact_type,
     )
-
-
-def _verify(data: bytes, expected: str, what: str) -> None:
-    algorithm, _ = split_digest(expected)
-    actual = digest_of(data, algorithm)
-    if actual != expected:
-        raise RegistryError(
-            f"{what}: the registry returned content with digest {actual}, expected {expected}",
-            hint="the registry, or something between it and us, altered the content",
-        )
 
 
 def _rewind(body: Body | None) -> None:

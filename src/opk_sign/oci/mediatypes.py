@@ -1,4 +1,4 @@
-"""Media types, annotation keys and artifact constants of the OCI image and distribution specs."""
+"""Media types of the OCI image and distribution specs, and the Accept header built from them."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCTET_STREAM = "application/octet-stream"
 
@@ -24,6 +22,3 @@ MANIFEST_MEDIA_TYPES = INDEX_MEDIA_TYPES | IMAGE_MANIFEST_MEDIA_TYPES
 #: Accept header for manifest requests: every type we understand, so a registry never
 #: down-converts an index to a single-platform manifest (as it does for a bare Accept).
 MANIFEST_ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST))
-
-ANNOTATION_CREATED = "org.opencontainers.image.created"
-ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"

@@ -17,11 +17,6 @@ from opk_sign.oci.descriptor import Descriptor
 from opk_sign.oci.digest import split_digest
 from opk_sign.oci.manifest import canonical_json, load_json_object
 
-#: The header a registry sets when it applied the ``artifactType`` filter itself.
-FILTERS_APPLIED_HEADER = "OCI-Filters-Applied"
-#: The header a registry with the referrers API may return on a manifest PUT with a subject.
-SUBJECT_HEADER = "OCI-Subject"
-
 
 def fallback_tag(digest: str) -> str:
     """The referrers tag schema: ``<alg>-<hex>``, truncated to 32 and 64 characters."""

@@ -108,3 +108,21 @@ def test_resolve_and_list_cost(
     else:
         assert cold == ["HEAD tag", "GET referrers", "GET fallback-index"]
         assert warm == ["HEAD tag", "GET fallback-index"]
+
+
+def test_the_artifact_type_filter_is_sent_to_the_referrers_api(
+    olareg_registry: Registry,
+) -> None:
+    with fault_proxy(olareg_registry.host) as proxy, new_client() as client:
+        ref = f"{proxy.host}/{unique()}:v1"
+        subject = push_sample_image(client, ref, ("linux/amd64",), index=False)
+        stored = client.attach_artifact(ref, subject, SIGNATURE, b"x", BUNDLE, {})
+        client.attach_artifact(ref, subject, "application/vnd.other", b"y", BUNDLE, {})
+        proxy.reset_counts()
+        assert client.list_referrers(ref, subject.digest, SIGNATURE) == [stored]
+        (request,) = proxy.requests
+    assert request.path.endswith(
+        f"/referrers/{subject.digest}?artifactType="
+        + "application%2Fvnd.dev.opk-sign.test.signature.v1%2Bjson"
+    )
+    assert request.response_headers["oci-filters-applied"] == "artifactType"
