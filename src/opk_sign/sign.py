@@ -292,6 +292,7 @@ def _sign_one(
 ) -> _Outcome:
     outcome = _Outcome(target)
     subject = Descriptor(target.descriptor.media_type, target.digest, target.descriptor.size)
+    stored: list[tuple[str | None, Descriptor]] = []  # (predicate type or None, referrer)
     try:
         if not target.is_index:
             predicates: list[tuple[str, Mapping[str, Any]]] = []
@@ -303,30 +304,44 @@ def _sign_one(
                 bundle = signer.attestation(
                     repository.name, target.digest, predicate_type, predicate
                 )
-                referrer = _attach(
-                    client, repository, subject, bundle, signer.annotations(created, predicate_type)
+                annotations = signer.annotations(created, predicate_type)
+                stored.append(
+                    (predicate_type, _store(client, repository, subject, bundle, annotations))
                 )
-                outcome.attestations.append(Attestation(predicate_type, referrer))
         bundle = signer.signature(repository.name, target.digest)
-        outcome.signature = _attach(
-            client, repository, subject, bundle, signer.annotations(created)
+        stored.append(
+            (None, _store(client, repository, subject, bundle, signer.annotations(created)))
         )
+        # One fallback-index round for all referrers of this manifest (nothing to do where the
+        # registry has the referrers API); until it lands, none of them is listed.
+        client.register_referrers(repository, target.digest, [d for _, d in stored])
     except OpkSignError as err:
         outcome.error = err
+        return outcome
+    for kind, descriptor in stored:
+        if kind is None:
+            outcome.signature = descriptor.digest
+        else:
+            outcome.attestations.append(Attestation(kind, descriptor.digest))
     return outcome
 
 
-def _attach(
+def _store(
     client: RegistryClient,
     repository: Reference,
     subject: Descriptor,
     bundle: Bundle,
     annotations: Mapping[str, str],
-) -> str:
-    stored = client.attach_artifact(
-        repository, subject, bundle.artifact_type, bundle.to_json(), BUNDLE_MEDIA_TYPE, annotations
+) -> Descriptor:
+    return client.attach_artifact(
+        repository,
+        subject,
+        bundle.artifact_type,
+        bundle.to_json(),
+        BUNDLE_MEDIA_TYPE,
+        annotations,
+        index_referrer=False,
     )
-    return stored.digest
 
 
 def _failure(outcomes: list[_Outcome], pending: list[ManifestToSign]) -> SigningError:
@@ -339,12 +354,7 @@ def _failure(outcomes: list[_Outcome], pending: list[ManifestToSign]) -> Signing
     lines = ["signing failed"]
     for outcome in failed:
         assert outcome.error is not None
-        partial = (
-            f"; {len(outcome.attestations)} attestation(s) were stored before the failure"
-            if outcome.attestations
-            else ""
-        )
-        lines.append(f"  not signed: {name(outcome.target)}: {outcome.error.message}{partial}")
+        lines.append(f"  not signed: {name(outcome.target)}: {outcome.error.message}")
     for target in pending:
         lines.append(f"  not signed: {name(target)}: skipped because a platform manifest failed")
     lines.append("  signed: " + (", ".join(signed) if signed else "none"))

@@ -99,6 +99,8 @@ class RegistryClient:
         self._once = new_session(replace(http, retries=0))
         self.auth = Authenticator(self._session, self.keychain, http)
         self._referrers_api: dict[str, bool] = {}
+        # Repositories known to hold the empty config blob: checked once per run, not per referrer.
+        self._empty_config_present: set[tuple[str, str]] = set()
         self._single_post: dict[str, bool] = {}
 
     def close(self) -> None:
@@ -463,8 +465,13 @@ class RegistryClient:
         blob: bytes,
         blob_media_type: str,
         annotations: Mapping[str, str],
+        *,
+        index_referrer: bool = True,
     ) -> Descriptor:
         """Store ``blob`` as an OCI 1.1 artifact referring to ``subject``; returns its descriptor.
+
+        With ``index_referrer`` false the fallback index is left to the caller, who batches the
+        referrers of one subject into one :meth:`register_referrers` round.
 
         Order (so that nothing ever points at a missing blob): the empty config and the blob, then
         the artifact manifest, then, on a registry without the referrers API, the fallback index.
@@ -479,12 +486,17 @@ class RegistryClient:
             )
         self.has_referrers_api(ref, subject.digest)  # an unreachable registry fails before writes
         config = empty_descriptor()
-        if not self.blob_exists(ref, config.digest):
-            self.upload_blob(ref, config.digest, config.size, mediatypes.EMPTY_JSON)
+        repository = (ref.registry, ref.repository)
+        if repository not in self._empty_config_present:
+            if not self.blob_exists(ref, config.digest):
+                self.upload_blob(ref, config.digest, config.size, mediatypes.EMPTY_JSON)
+            self._empty_config_present.add(repository)
         layer = Descriptor(blob_media_type, sha256_digest(blob), len(blob))
         self.upload_blob(ref, layer.digest, layer.size, blob)
         manifest = build_artifact_manifest(subject, artifact_type, layer, annotations)
-        digest = self.put_manifest(ref, manifest, mediatypes.OCI_MANIFEST)
+        digest = self.put_manifest(
+            ref, manifest, mediatypes.OCI_MANIFEST, index_referrer=index_referrer
+        )
         return Descriptor(
             mediatypes.OCI_MANIFEST,
             digest,
