@@ -1,19 +1,16 @@
-"""Synthetic container images pushed with our own client, for registry, signing and verify tests."""
+"""Sample images for the registry tests: the library's generator with the tests' defaults
+(two layers per platform, always an index unless asked for a plain manifest)."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Sequence
-from typing import Any
 
-from opk_sign.oci import mediatypes
+from opk_sign.dev.sample_image import DEFAULT_PLATFORMS
+from opk_sign.dev.sample_image import push_sample_image as _push
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.descriptor import Descriptor, Platform
-from opk_sign.oci.manifest import canonical_json
-from opk_sign.oci.reference import Reference
+from opk_sign.oci.descriptor import Descriptor
 
-DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
+__all__ = ["DEFAULT_PLATFORMS", "push_sample_image"]
 
 
 def push_sample_image(
@@ -25,56 +22,5 @@ def push_sample_image(
     layer_size: int = 2048,
     index: bool = True,
 ) -> Descriptor:
-    """Push a random image to ``repo_ref`` (its tag, else ``latest``); returns what the tag names.
-
-    Each platform gets ``layers`` random layers and a config; with ``index`` (the default) an OCI
-    index lists the platform manifests. ``index=False`` with one platform pushes a plain
-    single-platform image manifest instead.
-    """
-    ref = Reference.parse(repo_ref)
-    tag = ref.tag or "latest"
-    if not index and len(platforms) != 1:
-        raise ValueError("a single-platform image (index=False) needs exactly one platform")
-    children = []
-    for text in platforms:
-        platform = Platform.parse(text)
-        data = _push_platform_manifest(client, ref, platform, layers, layer_size)
-        if not index:
-            digest = client.put_manifest(ref, data, mediatypes.OCI_MANIFEST, tag=tag)
-            return Descriptor(mediatypes.OCI_MANIFEST, digest, len(data))
-        digest = client.put_manifest(ref, data, mediatypes.OCI_MANIFEST)
-        children.append(Descriptor(mediatypes.OCI_MANIFEST, digest, len(data), platform=platform))
-    document: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": mediatypes.OCI_INDEX,
-        "manifests": [child.to_dict() for child in children],
-    }
-    data = canonical_json(document)
-    digest = client.put_manifest(ref, data, mediatypes.OCI_INDEX, tag=tag)
-    return Descriptor(mediatypes.OCI_INDEX, digest, len(data))
-
-
-def _push_platform_manifest(
-    client: RegistryClient, ref: Reference, platform: Platform, layers: int, layer_size: int
-) -> bytes:
-    layer_descriptors = []
-    diff_ids = []
-    for _ in range(layers):
-        content = os.urandom(layer_size)
-        layer_descriptors.append(client.put_blob(ref, content, mediatypes.OCI_LAYER_GZIP))
-        diff_ids.append("sha256:" + hashlib.sha256(content).hexdigest())
-    config = {
-        "architecture": platform.architecture,
-        "os": platform.os,
-        **({"variant": platform.variant} if platform.variant else {}),
-        "config": {"Env": ["PATH=/usr/bin:/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }
-    config_descriptor = client.put_blob(ref, canonical_json(config), mediatypes.OCI_CONFIG)
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": mediatypes.OCI_MANIFEST,
-        "config": config_descriptor.to_dict(),
-        "layers": [layer.to_dict() for layer in layer_descriptors],
-    }
-    return canonical_json(manifest)
+    """Push a random image to ``repo_ref`` (its tag, else ``latest``); returns what the tag names."""
+    return _push(client, repo_ref, platforms, layers=layers, layer_size=layer_size, index=index)

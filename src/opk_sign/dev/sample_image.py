@@ -1,4 +1,4 @@
-"""Small synthetic container images for the demo and local experiments (`opk-sign dev
+"""Small synthetic container images for the demo, tests and local experiments (`opk-sign dev
 push-sample`): random layers, a config per platform, and an OCI index over the platforms."""
 
 from __future__ import annotations
@@ -19,55 +19,68 @@ DEFAULT_PLATFORMS = ("linux/amd64", "linux/arm64")
 
 def push_sample_image(
     client: RegistryClient,
-    reference: Reference,
+    reference: Reference | str,
     platforms: Sequence[str] = DEFAULT_PLATFORMS,
     *,
+    layers: int = 1,
     layer_size: int = 1024,
+    index: bool | None = None,
 ) -> Descriptor:
-    """Push a random image under ``reference``'s tag; an index when there are several platforms.
+    """Push a random image under ``reference``'s tag (else ``latest``); returns what it names.
 
-    Returns the descriptor of what the tag names.
+    Each platform gets ``layers`` random layers and a config. ``index`` None makes an OCI index
+    when there are several platforms; True always makes one; False pushes a single platform's
+    image manifest.
     """
+    ref = Reference.parse(reference) if isinstance(reference, str) else reference
     if not platforms:
         raise ValueError("at least one platform")
-    tag = reference.tag or "latest"
+    if index is None:
+        index = len(platforms) > 1
+    if not index and len(platforms) != 1:
+        raise ValueError("a single-platform image (index=False) needs exactly one platform")
+    tag = ref.tag or "latest"
     children = []
     for text in platforms:
         platform = Platform.parse(text)
-        data = _platform_manifest(client, reference, platform, layer_size)
-        if len(platforms) == 1:
-            digest = client.put_manifest(reference, data, mediatypes.OCI_MANIFEST, tag=tag)
-            return Descriptor(mediatypes.OCI_MANIFEST, digest, len(data), platform=platform)
-        digest = client.put_manifest(reference, data, mediatypes.OCI_MANIFEST)
+        data = _platform_manifest(client, ref, platform, layers, layer_size)
+        if not index:
+            digest = client.put_manifest(ref, data, mediatypes.OCI_MANIFEST, tag=tag)
+            return Descriptor(mediatypes.OCI_MANIFEST, digest, len(data))
+        digest = client.put_manifest(ref, data, mediatypes.OCI_MANIFEST)
         children.append(Descriptor(mediatypes.OCI_MANIFEST, digest, len(data), platform=platform))
-    index: dict[str, Any] = {
+    document: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": mediatypes.OCI_INDEX,
         "manifests": [child.to_dict() for child in children],
     }
-    data = canonical_json(index)
-    digest = client.put_manifest(reference, data, mediatypes.OCI_INDEX, tag=tag)
+    data = canonical_json(document)
+    digest = client.put_manifest(ref, data, mediatypes.OCI_INDEX, tag=tag)
     return Descriptor(mediatypes.OCI_INDEX, digest, len(data))
 
 
 def _platform_manifest(
-    client: RegistryClient, reference: Reference, platform: Platform, layer_size: int
+    client: RegistryClient, ref: Reference, platform: Platform, layers: int, layer_size: int
 ) -> bytes:
-    content = os.urandom(layer_size)
-    layer = client.put_blob(reference, content, mediatypes.OCI_LAYER_GZIP)
+    layer_descriptors = []
+    diff_ids = []
+    for _ in range(layers):
+        content = os.urandom(layer_size)
+        layer_descriptors.append(client.put_blob(ref, content, mediatypes.OCI_LAYER_GZIP))
+        diff_ids.append("sha256:" + hashlib.sha256(content).hexdigest())
     config: dict[str, Any] = {
         "architecture": platform.architecture,
         "os": platform.os,
         "config": {"Cmd": ["/hello"]},
-        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(content).hexdigest()]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }
     if platform.variant:
         config["variant"] = platform.variant
-    config_descriptor = client.put_blob(reference, canonical_json(config), mediatypes.OCI_CONFIG)
+    config_descriptor = client.put_blob(ref, canonical_json(config), mediatypes.OCI_CONFIG)
     manifest = {
         "schemaVersion": 2,
         "mediaType": mediatypes.OCI_MANIFEST,
         "config": config_descriptor.to_dict(),
-        "layers": [layer.to_dict()],
+        "layers": [layer.to_dict() for layer in layer_descriptors],
     }
     return canonical_json(manifest)
