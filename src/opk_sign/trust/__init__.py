@@ -1,0 +1,1 @@
+"""Trust that lasts: TUF-distributed policy and JWKS archive, RFC 3161 timestamps."""
