@@ -1,0 +1,399 @@
+"""`opk-sign verify IMAGE...`: prove which repository and workflow signed images."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from opk_sign.errors import EXIT_USAGE, UsageError
+from opk_sign.oci.cliargs import add_registry_options
+from opk_sign.pktoken import GITHUB_ISSUER
+from opk_sign.policy import FIELDS
+
+if TYPE_CHECKING:
+    from opk_sign.policy import AllOf
+    from opk_sign.verify.image import ImageResult, VerifyOptions
+
+#: Policy fields that take no -regex variant: the issuer picks which keys to fetch.
+_NO_REGEX = frozenset({"issuer"})
+#: Images a --images-from file may list; a batch is a fleet, not an unbounded stream.
+MAX_IMAGES = 100_000
+
+EPILOG = """\
+exit codes (stable; with several images, the highest of their codes):
+  0   verified: every image has a valid signature satisfying the policy
+  2   usage: bad arguments, unreadable policy file, no policy
+  10  no signatures found (or no attestation of a required --attestation type)
+  11  valid signatures, none satisfying the policy (the claim that failed is named)
+  12  signatures present but none valid (tampered, replayed from another image, unknown key)
+  13  registry or network error: the outcome is unknown (never reported as unsigned)
+  14  trust material error: the issuer's JWKS or the trust repository is unavailable or invalid
+
+examples:
+  opk-sign verify ghcr.io/octo-org/app:v1 --repository octo-org/app
+  opk-sign verify ghcr.io/octo-org/app@sha256:... \\
+      --signer-workflow 'octo-org/app/.github/workflows/release.yml@refs/tags/v.*' --regex
+  opk-sign verify --images-from images.txt --policy policy.yml --output json
+  opk-sign verify app@sha256:... --bundle sig.json --jwks github-jwks.json --repository o/app
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "verify",
+        help="verify images' signatures against an identity policy",
+        description=(
+            "Verify that each IMAGE carries a valid opk-sign signature whose signer (the GitHub "
+            "Actions job's repository, workflow, ref ...) satisfies the identity policy. An "
+            "index is verified with every platform manifest. Trust material: the issuer's live "
+            "JWKS (fetched once per run), or --jwks FILE."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("images", nargs="*", metavar="IMAGE", help="image references")
+    parser.add_argument(
+        "--images-from",
+        type=Path,
+        metavar="FILE",
+        help="read image references from FILE, one per line (# comments; - for stdin)",
+    )
+    policy = parser.add_argument_group(
+        "identity policy",
+        "Each flag requires a claim of the signer's PK token to equal VALUE; the -regex "
+        "variants require an anchored (full) match. All given flags must hold.",
+    )
+    for name, claim in FIELDS.items():
+        default = (
+            os.environ.get("OPK_SIGN_OIDC_ISSUER") or GITHUB_ISSUER if name == "issuer" else None
+        )
+        policy.add_argument(
+            f"--{name}",
+            metavar="VALUE",
+            default=default,
+            help=f"the {claim} claim" + (" (default: GitHub Actions' issuer)" if default else ""),
+        )
+        if name not in _NO_REGEX:
+            policy.add_argument(f"--{name}-regex", metavar="REGEX", help=f"the {claim} claim")
+    policy.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="a YAML or JSON policy file (same fields, with all-of / any-of); see docs/verify.md",
+    )
+    trust = parser.add_argument_group("trust material")
+    trust.add_argument(
+        "--jwks",
+        type=Path,
+        metavar="FILE",
+        help="the issuer's JWKS from a file instead of the live one (offline verification)",
+    )
+    trust.add_argument(
+        "--expiry-policy",
+        default="24h",
+        metavar="POLICY",
+        help="how long a PK token stays valid after iat: 24h (default), 12h, 48h, 1w, oidc, "
+        "never (an explicit opt-in; prints a warning), or e.g. 90m",
+    )
+    what = parser.add_argument_group("what to verify")
+    what.add_argument(
+        "--platform",
+        metavar="OS/ARCH[/VARIANT]",
+        help="verify the index and only this platform's manifest (default: every platform)",
+    )
+    what.add_argument(
+        "--attestation",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="also require a valid attestation of this predicate type on every platform "
+        "manifest, e.g. https://slsa.dev/provenance/v1 (repeatable)",
+    )
+    what.add_argument(
+        "--bundle",
+        type=Path,
+        metavar="FILE",
+        help="verify this bundle file against IMAGE (NAME@sha256:...) without any registry",
+    )
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text (default), or json: one document, or JSON lines with several images",
+    )
+    out.add_argument(
+        "--vsa",
+        type=Path,
+        metavar="FILE",
+        help="write a SLSA verification summary attestation per verified image (JSON lines)",
+    )
+    out.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="images verified in parallel (default: 16)",
+    )
+    out.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar on stderr (default: when stderr is a terminal and several images)",
+    )
+    add_registry_options(parser)
+    parser.set_defaults(func=run)
+
+
+# --- arguments to options -----------------------------------------------------------------------
+
+
+def build_policy(args: argparse.Namespace) -> AllOf:
+    """The identity policy from --policy FILE or from the claim flags (not both)."""
+    from opk_sign.policy import policy_from_document, policy_from_fields
+
+    fields: dict[str, str] = {}
+    for name in FIELDS:
+        value = getattr(args, name.replace("-", "_"), None)
+        if value is not None and name != "issuer":
+            fields[name] = value
+        regex = getattr(args, f"{name.replace('-', '_')}_regex", None)
+        if regex is not None:
+            fields[f"{name}-regex"] = regex
+    if args.policy is not None:
+        if fields:
+            raise UsageError(
+                "give the identity policy as --policy FILE or as flags, not both",
+                hint=f"flags also given: {', '.join('--' + k for k in fields)}",
+            )
+        return policy_from_document(load_policy_file(args.policy), default_issuer=args.issuer)
+    if not fields:
+        raise UsageError(
+            "no identity policy: verifying without one would accept any signer",
+            hint="require the signer, e.g. --repository octo-org/app (or --policy FILE)",
+        )
+    return policy_from_fields({"issuer": args.issuer, **fields})
+
+
+def load_policy_file(path: Path) -> Any:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read the policy file {path}: {err}") from None
+    try:
+        # YAML is a superset of JSON: one parser for both.
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise UsageError(f"policy file {path} is not valid YAML or JSON: {err}") from None
+
+
+def read_images(args: argparse.Namespace) -> list[str]:
+    images = list(args.images)
+    if args.images_from is not None:
+        images.extend(_image_lines(args.images_from))
+    if not images:
+        raise UsageError("no images to verify", hint="give IMAGE arguments or --images-from FILE")
+    if len(images) > MAX_IMAGES:
+        raise UsageError(f"more than {MAX_IMAGES} images in one run")
+    return images
+
+
+def _image_lines(path: Path) -> Iterator[str]:
+    try:
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read --images-from {path}: {err}") from None
+    for line in text.splitlines():
+        image = line.split("#", 1)[0].strip()
+        if image:
+            yield image
+
+
+def build_options(args: argparse.Namespace) -> VerifyOptions:
+    from opk_sign.oci.descriptor import Platform
+    from opk_sign.pktoken import ExpiryPolicy
+    from opk_sign.pktoken.verify import OPKeySource
+    from opk_sign.verify.image import VerifyOptions
+    from opk_sign.verify.keys import LiveJWKS, jwks_from_file
+
+    policy = build_policy(args)
+    try:
+        expiry = ExpiryPolicy.from_name(args.expiry_policy)
+    except Exception as err:  # FormatError from a bad name is a usage error here
+        raise UsageError(f"--expiry-policy: {err}") from None
+    if expiry.max_age is None and not expiry.check_exp:
+        print(
+            "warning: --expiry-policy never: PK tokens are accepted however old they are; "
+            "a leaked signing key could sign forever",
+            file=sys.stderr,
+        )
+    platform = None
+    if args.platform:
+        try:
+            platform = Platform.parse(args.platform)
+        except Exception:
+            raise UsageError(f"--platform {args.platform!r}: expected OS/ARCH[/VARIANT]") from None
+    keys: OPKeySource = (
+        jwks_from_file(args.jwks, args.issuer) if args.jwks is not None else LiveJWKS()
+    )
+    return VerifyOptions(
+        policy=policy,
+        keys=keys,
+        issuers=frozenset({args.issuer}),
+        expiry=expiry,
+        attestations=tuple(args.attestation),
+        platform=platform,
+    )
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    from opk_sign.oci.cliargs import registry_client
+    from opk_sign.verify.image import DEFAULT_JOBS, verify_bundle_offline, verify_images
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    images = read_images(args)
+    options = build_options(args)
+    if args.bundle is not None:
+        if len(images) != 1:
+            raise UsageError("--bundle verifies one image: give exactly one NAME@sha256:...")
+        results: Iterable[ImageResult] = [
+            verify_bundle_offline(load_bundle(args.bundle), images[0], options)
+        ]
+        return report(args, results, 1, options)
+    first_registry = _registry_of(images[0])
+    with registry_client(args, first_registry) as client:
+        results = verify_images(client, images, options, jobs=args.jobs or DEFAULT_JOBS)
+        return report(args, results, len(images), options)
+
+
+def _registry_of(image: str) -> str:
+    from opk_sign.oci.reference import Reference
+
+    try:
+        return Reference.parse(image).registry
+    except Exception:
+        return ""  # reported per image
+
+
+def load_bundle(path: Path) -> Any:
+    from opk_sign.bundle import MAX_BUNDLE_BYTES, Bundle
+
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BUNDLE_BYTES + 1)
+    except OSError as err:
+        raise UsageError(f"cannot read the bundle file {path}: {err.strerror}") from None
+    return Bundle.from_json(data)
+
+
+def report(
+    args: argparse.Namespace,
+    results: Iterable[ImageResult],
+    count: int,
+    options: VerifyOptions,
+) -> int:
+    """Print each result as it comes, then the summary; the exit code is the worst outcome."""
+    from opk_sign.verify.image import Outcome
+
+    show_progress = args.progress
+    if show_progress is None:
+        show_progress = count > 1 and sys.stderr.isatty()
+    done: list[ImageResult] = []
+    vsa_lines: list[str] = []
+    for result in results:
+        done.append(result)
+        if args.output == "json":
+            doc = result.to_dict()
+            print(json.dumps(doc, indent=2 if count == 1 else None), flush=count > 1)
+        elif count == 1 or not result.verified:
+            _clear_progress(show_progress)
+            print(format_result(result))
+        if args.vsa is not None and result.verified:
+            vsa_lines.append(_vsa_line(result, options))
+        if show_progress:
+            _progress(len(done), count, sum(not r.verified for r in done))
+    _clear_progress(show_progress)
+    if args.vsa is not None:
+        _write_atomically(args.vsa, "".join(line + "\n" for line in vsa_lines))
+    if args.output == "text" and count > 1:
+        print(format_summary(done))
+    return Outcome.worst(r.outcome for r in done).exit_code if done else EXIT_USAGE
+
+
+def _vsa_line(result: ImageResult, options: VerifyOptions) -> str:
+    from opk_sign.verify.vsa import build_vsa
+
+    return build_vsa(result, policy=options.policy.describe()).raw.decode()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write --vsa {path}: {err.strerror}") from None
+
+
+def _progress(done: int, total: int, failed: int, stream: TextIO = sys.stderr) -> None:
+    width = 30
+    filled = width * done // total
+    bar = "#" * filled + "-" * (width - filled)
+    stream.write(f"\r[{bar}] {done}/{total} verified-or-failed, {failed} failed")
+    stream.flush()
+
+
+def _clear_progress(enabled: bool, stream: TextIO = sys.stderr) -> None:
+    if enabled:
+        stream.write("\r\x1b[K")
+        stream.flush()
+
+
+# --- text output --------------------------------------------------------------------------------
+
+
+def format_result(result: ImageResult) -> str:
+    mark = "OK  " if result.verified else "FAIL"
+    name = f"{result.reference}@{result.digest}" if result.digest else result.image
+    lines = [f"{mark} {name}: {result.outcome.label} (exit {result.exit_code})"]
+    if result.verified:
+        identity = result.identity
+        for key in ("repository", "job_workflow_ref", "ref", "sha", "event_name", "iss"):
+            if key in identity:
+                lines.append(f"     {key + ':':<18}{identity[key]}")
+        for manifest in result.manifests:
+            lines.append(f"     {manifest.platform or 'manifest':<18}{manifest.digest}")
+        return "\n".join(lines)
+    if not result.manifests:
+        lines.append(_indent(result.message, 5))
+    for manifest in result.manifests:
+        if manifest.outcome.exit_code != 0:
+            lines.append(_indent(manifest.message, 5))
+    return "\n".join(lines)
+
+
+def _indent(text: str, width: int) -> str:
+    return "\n".join(" " * width + line for line in text.splitlines())
+
+
+def format_summary(results: list[ImageResult]) -> str:
+    rows = [(r.image, r.outcome.label, str(r.exit_code), f"{r.seconds:.2f}s") for r in results]
+    head = ("IMAGE", "OUTCOME", "EXIT", "TIME")
+    widths = [max(len(row[i]) for row in [head, *rows]) for i in range(4)]
+    lines = ["", "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
+    lines.extend("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+    verified = sum(r.verified for r in results)
+    lines.append(f"\n{verified} of {len(results)} images verified")
+    return "\n".join(lines)

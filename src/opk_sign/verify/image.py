@@ -1,0 +1,622 @@
+"""Verifying images in registries: resolve, list referrers, verify bundles, decide the outcome.
+
+The outcome of an image is one of a small, stable set (docs/verify.md), each with its exit code:
+verified (0), no signatures (10), valid signatures none of which satisfies the policy (11), no
+valid signature (12), registry or network failure (13: the outcome is unknown, never "unsigned"),
+trust material failure (14). An image that is an index is verified when the index and every
+platform manifest (or the one ``--platform`` names) are.
+
+Requests for a single-platform image, signed once, on a registry with the referrers API: the
+manifest (1), its referrers (1), the signature's artifact manifest (1) and bundle (1).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, Final
+
+from opk_sign.bundle import (
+    ANNOTATION_PREDICATE_TYPE,
+    ATTESTATION_ARTIFACT_TYPE,
+    BUNDLE_MEDIA_TYPE,
+    SIGNATURE_ARTIFACT_TYPE,
+    Bundle,
+)
+from opk_sign.errors import (
+    EXIT_INVALID_SIGNATURE,
+    EXIT_NO_SIGNATURES,
+    EXIT_OK,
+    EXIT_POLICY_MISMATCH,
+    EXIT_REGISTRY,
+    EXIT_TRUST,
+    EXIT_USAGE,
+    FormatError,
+    NetworkError,
+    OpkSignError,
+    PayloadMismatchError,
+    PolicyError,
+    TrustError,
+    UsageError,
+    VerificationError,
+)
+from opk_sign.oci import limits, mediatypes
+from opk_sign.oci.client import RegistryClient
+from opk_sign.oci.descriptor import Descriptor, Platform
+from opk_sign.oci.manifest import ImageManifest, parse_manifest
+from opk_sign.oci.reference import Reference
+from opk_sign.pktoken import ExpiryPolicy, OPKeySource
+from opk_sign.pktoken.verify import MAX_AGE_24H, VerifiedPKToken
+from opk_sign.policy import IdentityPolicy
+from opk_sign.verify.bundle import verify_attestation_bundle, verify_signature_bundle
+
+#: Bundles tried per manifest: an attacker who can push referrers must not make us work forever.
+MAX_BUNDLES_PER_MANIFEST: Final = 32
+#: Images verified at once in a batch; the registry client's connection pool is shared.
+DEFAULT_JOBS: Final = 16
+
+#: Claims shown as "who signed" in reports and the VSA.
+IDENTITY_CLAIMS: Final = (
+    "iss",
+    "repository",
+    "repository_id",
+    "repository_owner",
+    "job_workflow_ref",
+    "workflow_ref",
+    "ref",
+    "sha",
+    "event_name",
+    "runner_environment",
+)
+
+
+class Outcome(enum.Enum):
+    """An image's (or manifest's) verification outcome; ``value`` is its exit code."""
+
+    VERIFIED = EXIT_OK
+    USAGE_ERROR = EXIT_USAGE
+    NO_SIGNATURES = EXIT_NO_SIGNATURES
+    POLICY_MISMATCH = EXIT_POLICY_MISMATCH
+    INVALID = EXIT_INVALID_SIGNATURE
+    REGISTRY_ERROR = EXIT_REGISTRY
+    TRUST_ERROR = EXIT_TRUST
+
+    @property
+    def exit_code(self) -> int:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+    @classmethod
+    def worst(cls, outcomes: Iterable[Outcome]) -> Outcome:
+        """The outcome that decides for several: exit codes rank by number (14 worst)."""
+        return max(outcomes, key=lambda o: o.value, default=cls.VERIFIED)
+
+    @classmethod
+    def of_error(cls, err: OpkSignError) -> Outcome:
+        if isinstance(err, PolicyError):
+            return cls.POLICY_MISMATCH
+        if isinstance(err, NetworkError):
+            return cls.REGISTRY_ERROR
+        if isinstance(err, TrustError):
+            return cls.TRUST_ERROR
+        if isinstance(err, UsageError):
+            return cls.USAGE_ERROR
+        if isinstance(err, VerificationError | FormatError):
+            return cls.INVALID
+        return cls.INVALID
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What an image must satisfy, and the trust material to decide it with."""
+
+    policy: IdentityPolicy
+    keys: OPKeySource
+    issuers: frozenset[str]
+    expiry: ExpiryPolicy = MAX_AGE_24H
+    #: Predicate types each platform manifest must carry a valid attestation of.
+    attestations: tuple[str, ...] = ()
+    #: Verify the index and only this platform's manifest (else every platform).
+    platform: Platform | None = None
+    now: float | None = None
+
+
+@dataclass(frozen=True)
+class BundleCheck:
+    """One bundle tried against one manifest, and what became of it."""
+
+    referrer: str
+    kind: str  # "signature" | "attestation"
+    outcome: Outcome
+    error: str | None = None
+    error_type: str | None = None
+    claims: dict[str, Any] = field(default_factory=dict)
+    predicate_type: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "referrer": self.referrer,
+            "kind": self.kind,
+            "outcome": self.outcome.label,
+        }
+        if self.predicate_type:
+            out["predicateType"] = self.predicate_type
+        if self.error is not None:
+            out["error"] = self.error
+            out["errorType"] = self.error_type
+        if self.claims:
+            out["identity"] = self.claims
+        return out
+
+
+@dataclass(frozen=True)
+class ManifestResult:
+    digest: str
+    media_type: str
+    platform: str | None
+    outcome: Outcome
+    message: str
+    checks: tuple[BundleCheck, ...] = ()
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        for check in self.checks:
+            if check.kind == "signature" and check.outcome is Outcome.VERIFIED:
+                return check.claims
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "mediaType": self.media_type,
+            "platform": self.platform,
+            "outcome": self.outcome.label,
+            "message": self.message,
+            "bundles": [c.to_dict() for c in self.checks],
+        }
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """The verdict on one image, as given on the command line."""
+
+    image: str
+    outcome: Outcome
+    message: str
+    reference: str | None = None
+    digest: str | None = None
+    manifests: tuple[ManifestResult, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def verified(self) -> bool:
+        return self.outcome is Outcome.VERIFIED
+
+    @property
+    def exit_code(self) -> int:
+        return self.outcome.exit_code
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return self.manifests[0].identity if self.manifests else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "reference": self.reference,
+            "digest": self.digest,
+            "verified": self.verified,
+            "outcome": self.outcome.label,
+            "exitCode": self.exit_code,
+            "message": self.message,
+            "identity": self.identity,
+            "manifests": [m.to_dict() for m in self.manifests],
+        }
+
+
+def identity_of(verified: VerifiedPKToken) -> dict[str, Any]:
+    return {k: verified.claims[k] for k in IDENTITY_CLAIMS if k in verified.claims}
+
+
+# --- one image ----------------------------------------------------------------------------------
+
+
+def verify_image(client: RegistryClient, image: str, options: VerifyOptions) -> ImageResult:
+    """Verify one image; every failure becomes an outcome, never an exception."""
+    started = time.monotonic()
+    reference: Reference | None = None
+    digest: str | None = None
+    try:
+        reference = Reference.parse(image)
+        descriptor, data = client.pull_manifest(reference)
+        digest = descriptor.digest
+        manifests = _verify_tree(client, reference, descriptor, data, options)
+    except OpkSignError as err:
+        return ImageResult(
+            image=image,
+            outcome=Outcome.of_error(err),
+            message=err.diagnostics(),
+            reference=reference.name if reference else None,
+            digest=digest,
+            seconds=time.monotonic() - started,
+        )
+    outcome = Outcome.worst(m.outcome for m in manifests)
+    failed = [m for m in manifests if m.outcome is not Outcome.VERIFIED]
+    if not failed:
+        message = f"verified: {len(manifests)} manifests" if len(manifests) > 1 else "verified"
+    else:
+        deciding = next(m for m in failed if m.outcome is outcome)
+        message = deciding.message
+    return ImageResult(
+        image=image,
+        outcome=outcome,
+        message=message,
+        reference=reference.name,
+        digest=digest,
+        manifests=tuple(manifests),
+        seconds=time.monotonic() - started,
+    )
+
+
+def _verify_tree(
+    client: RegistryClient,
+    ref: Reference,
+    descriptor: Descriptor,
+    data: bytes,
+    options: VerifyOptions,
+) -> list[ManifestResult]:
+    manifest = client.parse(descriptor, data)
+    if isinstance(manifest, ImageManifest):
+        return [_verify_manifest(client, ref, descriptor, None, options, attest=True)]
+    children = [c for c in manifest.manifests if c.media_type in mediatypes.MANIFEST_MEDIA_TYPES]
+    # Build attestation manifests (buildkit's "unknown/unknown") are not platforms to run.
+    platforms = [c for c in children if c.platform is None or c.platform.os != "unknown"]
+    if options.platform is not None:
+        platforms = [c for c in platforms if _platform_matches(c.platform, options.platform)]
+        if not platforms:
+            available = ", ".join(_platform_text(c.platform) or c.digest for c in children)
+            raise UsageError(
+                f"{ref} has no {_platform_text(options.platform)} manifest (it has: {available})"
+            )
+    results = [_verify_manifest(client, ref, descriptor, None, options, attest=False)]
+    for child in platforms:
+        results.append(
+            _verify_manifest(
+                client, ref, child, _platform_text(child.platform), options, attest=True
+            )
+        )
+    return results
+
+
+def _platform_matches(have: Platform | None, want: Platform) -> bool:
+    if have is None:
+        return False
+    return (
+        have.os == want.os
+        and have.architecture == want.architecture
+        and (not want.variant or have.variant == want.variant)
+    )
+
+
+def _platform_text(platform: Platform | None) -> str | None:
+    if platform is None:
+        return None
+    text = f"{platform.os}/{platform.architecture}"
+    return f"{text}/{platform.variant}" if platform.variant else text
+
+
+def _verify_manifest(
+    client: RegistryClient,
+    ref: Reference,
+    descriptor: Descriptor,
+    platform: str | None,
+    options: VerifyOptions,
+    *,
+    attest: bool,
+) -> ManifestResult:
+    digest = descriptor.digest
+    referrers = client.list_referrers(ref, digest)
+    signatures = [d for d in referrers if d.artifact_type == SIGNATURE_ARTIFACT_TYPE]
+    checks: list[BundleCheck] = []
+    if not signatures:
+        return ManifestResult(
+            digest,
+            descriptor.media_type,
+            platform,
+            Outcome.NO_SIGNATURES,
+            f"{_where(digest, platform)}: no opk-sign signatures"
+            + (f" ({len(referrers)} other referrers)" if referrers else ""),
+        )
+    sig_check = _first_passing(
+        signatures,
+        lambda d: _check_signature(client, ref, digest, d, options),
+    )
+    checks.extend(sig_check)
+    outcome = _decide(sig_check)
+    message = _message(digest, platform, "signature", sig_check, outcome)
+    if outcome is Outcome.VERIFIED and attest:
+        attestations = [d for d in referrers if d.artifact_type == ATTESTATION_ARTIFACT_TYPE]
+        for predicate_type in options.attestations:
+            # The annotation is an unsigned hint: it lets us skip attestations of other types
+            # (a lying hint can only hide an attestation, which fails closed); the signed
+            # statement decides.
+            candidates = [
+                d
+                for d in attestations
+                if d.annotations.get(ANNOTATION_PREDICATE_TYPE, predicate_type) == predicate_type
+            ]
+            if not candidates:
+                outcome = Outcome.NO_SIGNATURES
+                message = f"{_where(digest, platform)}: no attestation of type {predicate_type}"
+                break
+            att_check = _first_passing(
+                candidates,
+                partial(
+                    _check_attestation,
+                    client,
+                    ref,
+                    digest,
+                    options=options,
+                    predicate_type=predicate_type,
+                ),
+            )
+            checks.extend(att_check)
+            att_outcome = _decide(att_check)
+            if att_outcome is not Outcome.VERIFIED:
+                outcome = att_outcome
+                message = _message(
+                    digest, platform, f"attestation of type {predicate_type}", att_check, outcome
+                )
+                break
+    return ManifestResult(digest, descriptor.media_type, platform, outcome, message, tuple(checks))
+
+
+def _where(digest: str, platform: str | None) -> str:
+    return f"{digest} ({platform})" if platform else digest
+
+
+def _first_passing(
+    candidates: list[Descriptor], check: Callable[[Descriptor], BundleCheck]
+) -> list[BundleCheck]:
+    """Try bundles until one passes; registry and trust errors end the image (13/14)."""
+    done: list[BundleCheck] = []
+    for descriptor in candidates[:MAX_BUNDLES_PER_MANIFEST]:
+        result = check(descriptor)
+        done.append(result)
+        if result.outcome is Outcome.VERIFIED:
+            break
+    return done
+
+
+def _decide(checks: list[BundleCheck]) -> Outcome:
+    if any(c.outcome is Outcome.VERIFIED for c in checks):
+        return Outcome.VERIFIED
+    # The policy runs last, so a policy failure means a bundle that was valid in every other
+    # respect: "signed, but not by whom you require" (11) outranks "not valid" (12).
+    if any(c.outcome is Outcome.POLICY_MISMATCH for c in checks):
+        return Outcome.POLICY_MISMATCH
+    return Outcome.INVALID
+
+
+def _message(
+    digest: str, platform: str | None, what: str, checks: list[BundleCheck], outcome: Outcome
+) -> str:
+    where = _where(digest, platform)
+    if outcome is Outcome.VERIFIED:
+        return f"{where}: {what} verified"
+    if outcome is Outcome.POLICY_MISMATCH:
+        head = (
+            f"{where}: no {what} satisfies the policy"
+            f" ({sum(c.outcome is Outcome.POLICY_MISMATCH for c in checks)} valid, "
+            f"{len(checks)} tried)"
+        )
+    else:
+        head = f"{where}: no valid {what} ({len(checks)} tried)"
+    reasons = "".join(f"\n  - {c.referrer}: {c.error}" for c in checks if c.error)
+    return head + reasons
+
+
+def _fetch_bundle(
+    client: RegistryClient, ref: Reference, subject: str, referrer: Descriptor, artifact_type: str
+) -> Bundle:
+    """The bundle a referrer holds; the artifact manifest's shape is checked before the blob."""
+    descriptor, data = client.pull_manifest(ref, referrer.digest)
+    try:
+        manifest = parse_manifest(data, descriptor.media_type)
+    except FormatError as err:
+        raise FormatError(f"referrer manifest: {err.message}") from None
+    if not isinstance(manifest, ImageManifest):
+        raise FormatError("referrer manifest: an index, not an artifact manifest")
+    if manifest.artifact_type != artifact_type:
+        raise FormatError(
+            f"referrer manifest: artifactType {manifest.artifact_type!r}, not {artifact_type!r}"
+        )
+    if manifest.subject is None or manifest.subject.digest != subject:
+        named = manifest.subject.digest if manifest.subject else None
+        raise PayloadMismatchError(f"referrer manifest: subject is {named}, not {subject}")
+    if len(manifest.layers) != 1 or manifest.layers[0].media_type != BUNDLE_MEDIA_TYPE:
+        raise FormatError(
+            f"referrer manifest: expected one layer of type {BUNDLE_MEDIA_TYPE},"
+            f" got {[layer.media_type for layer in manifest.layers]}"
+        )
+    layer = manifest.layers[0]
+    if layer.size > limits.MAX_BUNDLE_BYTES:
+        raise FormatError(f"referrer manifest: bundle of {layer.size} bytes is too large")
+    return Bundle.from_json(client.get_blob(ref, layer.digest))
+
+
+def _check_signature(
+    client: RegistryClient,
+    ref: Reference,
+    digest: str,
+    referrer: Descriptor,
+    options: VerifyOptions,
+) -> BundleCheck:
+    try:
+        bundle = _fetch_bundle(client, ref, digest, referrer, SIGNATURE_ARTIFACT_TYPE)
+        verified = verify_signature_bundle(
+            bundle,
+            digest=digest,
+            docker_reference=ref.name,
+            keys=options.keys,
+            policy=options.policy,
+            issuers=options.issuers,
+            expiry=options.expiry,
+            now=options.now,
+        )
+    except (VerificationError, FormatError) as err:
+        return _failed(referrer, "signature", err)
+    return BundleCheck(
+        referrer.digest, "signature", Outcome.VERIFIED, claims=identity_of(verified.pk_token)
+    )
+
+
+def _check_attestation(
+    client: RegistryClient,
+    ref: Reference,
+    digest: str,
+    referrer: Descriptor,
+    *,
+    predicate_type: str,
+    options: VerifyOptions,
+) -> BundleCheck:
+    try:
+        bundle = _fetch_bundle(client, ref, digest, referrer, ATTESTATION_ARTIFACT_TYPE)
+        verified = verify_attestation_bundle(
+            bundle,
+            digest=digest,
+            keys=options.keys,
+            policy=options.policy,
+            predicate_type=predicate_type,
+            issuers=options.issuers,
+            expiry=options.expiry,
+            now=options.now,
+        )
+    except (VerificationError, FormatError) as err:
+        return _failed(referrer, "attestation", err, predicate_type)
+    return BundleCheck(
+        referrer.digest,
+        "attestation",
+        Outcome.VERIFIED,
+        claims=identity_of(verified.pk_token),
+        predicate_type=predicate_type,
+    )
+
+
+def _failed(
+    referrer: Descriptor, kind: str, err: OpkSignError, predicate_type: str | None = None
+) -> BundleCheck:
+    return BundleCheck(
+        referrer.digest,
+        kind,
+        Outcome.of_error(err),
+        error=err.message,
+        error_type=type(err).__name__,
+        predicate_type=predicate_type,
+    )
+
+
+# --- many images --------------------------------------------------------------------------------
+
+
+def verify_images(
+    client: RegistryClient,
+    images: Iterable[str],
+    options: VerifyOptions,
+    *,
+    jobs: int = DEFAULT_JOBS,
+) -> Iterator[ImageResult]:
+    """Verify images in parallel (at most ``jobs`` at once); results come in the given order."""
+    images = list(images)
+    if jobs <= 1 or len(images) <= 1:
+        for image in images:
+            yield verify_image(client, image, options)
+        return
+    with ThreadPoolExecutor(max_workers=min(jobs, len(images))) as pool:
+        yield from pool.map(lambda image: verify_image(client, image, options), images)
+
+
+def verify_bundle_offline(bundle: Bundle, image: str, options: VerifyOptions) -> ImageResult:
+    """A bundle file against ``name@digest`` with no registry: only the trust material is used."""
+    started = time.monotonic()
+    try:
+        ref = Reference.parse(image, default_tag=None)
+        if ref.digest is None:
+            raise UsageError(
+                f"--bundle needs the image by digest, not {image!r}",
+                hint="give NAME@sha256:..., the digest the bundle was made for",
+            )
+        digest = ref.digest
+        fake = Descriptor(BUNDLE_MEDIA_TYPE, digest, 0)
+        if bundle.is_signature:
+            check = _verify_loaded(
+                fake,
+                "signature",
+                None,
+                lambda: (
+                    verify_signature_bundle(
+                        bundle,
+                        digest=digest,
+                        docker_reference=ref.name,
+                        keys=options.keys,
+                        policy=options.policy,
+                        issuers=options.issuers,
+                        expiry=options.expiry,
+                        now=options.now,
+                    ).pk_token
+                ),
+            )
+        else:
+            wanted = options.attestations[0] if options.attestations else None
+            check = _verify_loaded(
+                fake,
+                "attestation",
+                wanted,
+                lambda: (
+                    verify_attestation_bundle(
+                        bundle,
+                        digest=digest,
+                        keys=options.keys,
+                        policy=options.policy,
+                        predicate_type=wanted,
+                        issuers=options.issuers,
+                        expiry=options.expiry,
+                        now=options.now,
+                    ).pk_token
+                ),
+            )
+    except OpkSignError as err:
+        return ImageResult(image, Outcome.of_error(err), err.diagnostics())
+    outcome = check.outcome
+    kind = check.kind
+    message = f"{kind} verified" if outcome is Outcome.VERIFIED else f"{kind}: {check.error}"
+    manifest = ManifestResult(digest, "", None, outcome, message, (replace(check, referrer="-"),))
+    return ImageResult(
+        image, outcome, message, ref.name, digest, (manifest,), time.monotonic() - started
+    )
+
+
+def _verify_loaded(
+    referrer: Descriptor,
+    kind: str,
+    predicate_type: str | None,
+    run: Callable[[], VerifiedPKToken],
+) -> BundleCheck:
+    try:
+        verified = run()
+    except (VerificationError, FormatError) as err:
+        return _failed(referrer, kind, err, predicate_type)
+    return BundleCheck(
+        referrer.digest,
+        kind,
+        Outcome.VERIFIED,
+        claims=identity_of(verified),
+        predicate_type=predicate_type,
+    )

@@ -1,0 +1,59 @@
+"""SLSA verification summary attestations (VSA v1) for verified images. Pure logic.
+
+A VSA records that this verifier checked ``resourceUri`` against a policy and what it relied on
+(the signature and attestation referrers). It is an unsigned in-toto Statement v1: a consumer
+that trusts this run (e.g. a later CI stage of the same workflow) can read the decision without
+verifying again. https://slsa.dev/spec/v1.0/verification_summary
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from typing import Final
+
+from opk_sign import __version__
+from opk_sign.envelope.intoto import Statement, Subject
+from opk_sign.verify.image import ImageResult
+
+VSA_PREDICATE_TYPE: Final = "https://slsa.dev/verification_summary/v1"
+VERIFIER_ID: Final = "https://github.com/opk-sign/opk-sign/verify"
+
+
+def build_vsa(
+    result: ImageResult, *, policy: str, verified_at: dt.datetime | None = None
+) -> Statement:
+    """The VSA of a verified image. ``policy`` is the policy's one-line description."""
+    if not result.verified or result.digest is None or result.reference is None:
+        raise ValueError("a VSA is written only for a verified image")
+    when = verified_at or dt.datetime.now(dt.UTC)
+    inputs = [
+        {
+            "uri": f"oci://{result.reference}@{check.referrer}",
+            "digest": {"sha256": check.referrer.removeprefix("sha256:")},
+        }
+        for manifest in result.manifests
+        for check in manifest.checks
+        if check.outcome.exit_code == 0 and check.referrer.startswith("sha256:")
+    ]
+    predicate = {
+        "verifier": {"id": VERIFIER_ID, "version": {"opk-sign": __version__}},
+        "timeVerified": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "resourceUri": f"oci://{result.reference}@{result.digest}",
+        "policy": {
+            "uri": "opk-sign:identity-policy",
+            "digest": {"sha256": hashlib.sha256(policy.encode()).hexdigest()},
+            "description": policy,
+        },
+        "inputAttestations": inputs,
+        "verificationResult": "PASSED",
+        "verifiedLevels": ["SLSA_BUILD_LEVEL_2"],
+        "identity": result.identity,
+    }
+    subject = Subject.for_oci_digest(result.reference, result.digest)
+    return Statement.build([subject], VSA_PREDICATE_TYPE, predicate)
+
+
+def vsa_json(statement: Statement) -> str:
+    return json.dumps(json.loads(statement.raw), sort_keys=False)
