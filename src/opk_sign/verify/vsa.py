@@ -15,7 +15,9 @@ from typing import Final
 
 from opk_sign import __version__
 from opk_sign.envelope.intoto import Statement, Subject
-from opk_sign.verify.image import ImageResult
+from opk_sign.envelope.provenance import SLSA_PROVENANCE_V1
+from opk_sign.oci.mediatypes import INDEX_MEDIA_TYPES
+from opk_sign.verify.image import ImageResult, Outcome
 
 VSA_PREDICATE_TYPE: Final = "https://slsa.dev/verification_summary/v1"
 VERIFIER_ID: Final = "https://github.com/opk-sign/opk-sign/verify"
@@ -35,8 +37,21 @@ def build_vsa(
         }
         for manifest in result.manifests
         for check in manifest.checks
-        if check.outcome.exit_code == 0 and check.referrer.startswith("sha256:")
+        if check.outcome is Outcome.VERIFIED and check.referrer.startswith("sha256:")
     ]
+    # Build level 2 (signed provenance from a hosted build platform) only when a provenance
+    # attestation was verified for every platform, not merely a signature.
+    platforms = [m for m in result.manifests if m.media_type not in INDEX_MEDIA_TYPES]
+    proven = bool(platforms) and all(
+        any(
+            c.kind == "attestation"
+            and c.predicate_type == SLSA_PROVENANCE_V1
+            and c.outcome is Outcome.VERIFIED
+            for c in m.checks
+        )
+        for m in platforms
+    )
+    levels = ["SLSA_BUILD_LEVEL_2"] if proven else []
     predicate = {
         "verifier": {"id": VERIFIER_ID, "version": {"opk-sign": __version__}},
         "timeVerified": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -48,7 +63,7 @@ def build_vsa(
         },
         "inputAttestations": inputs,
         "verificationResult": "PASSED",
-        "verifiedLevels": ["SLSA_BUILD_LEVEL_2"],
+        "verifiedLevels": levels,
         "identity": result.identity,
     }
     subject = Subject.for_oci_digest(result.reference, result.digest)
