@@ -13,6 +13,7 @@ from opk_sign.cli import build_parser
 from opk_sign.commands.verify import build_policy, format_summary, read_images
 from opk_sign.envelope.provenance import SLSA_PROVENANCE_V1
 from opk_sign.errors import PolicyError, TrustError, UsageError
+from opk_sign.http import HTTPConfig, new_session
 from opk_sign.oci import mediatypes
 from opk_sign.pktoken import GITHUB_ISSUER
 from opk_sign.verify.image import BundleCheck, ImageResult, ManifestResult, Outcome
@@ -148,7 +149,7 @@ def test_live_jwks_asks_an_unreachable_issuer_once() -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    keys = LiveJWKS()
+    keys = LiveJWKS(new_session(HTTPConfig(retries=0)))
     for _ in range(3):
         with pytest.raises(TrustError, match="could not fetch"):
             keys.op_key(f"http://127.0.0.1:{port}", "kid", 0)
