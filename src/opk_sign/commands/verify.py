@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -17,7 +18,10 @@ from opk_sign.policy import FIELDS
 
 if TYPE_CHECKING:
     from opk_sign.policy import AllOf
-    from opk_sign.verify.image import ImageResult, VerifyOptions
+    from opk_sign.trust.client import TrustClient
+    from opk_sign.trust.jwks_archive import JWKSArchive
+    from opk_sign.trust.timestamp import TSATrust
+    from opk_sign.verify.image import ImageResult, OptionsFor, VerifyOptions
 
 #: Policy fields that take no -regex variant: the issuer picks which keys to fetch.
 _NO_REGEX = frozenset({"issuer"})
@@ -92,6 +96,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         metavar="FILE",
         help="the issuer's JWKS from a file instead of the live one (offline verification)",
+    )
+    trust.add_argument(
+        "--jwks-archive",
+        type=Path,
+        metavar="FILE",
+        help="a JWKS archive (docs/trust.md): keys the issuer has since rotated out, each usable "
+        "for tokens issued while it was published",
+    )
+    trust.add_argument(
+        "--tsa-certs",
+        type=Path,
+        metavar="FILE",
+        help="PEM certificates of trusted timestamp authorities: a bundle's RFC 3161 timestamp "
+        "inside the PK token's validity window lets the signature verify after it",
+    )
+    trust.add_argument(
+        "--offline",
+        action="store_true",
+        help="use the cached trust repository data without refreshing it (says so)",
+    )
+    trust.add_argument(
+        "--no-trust-repo",
+        dest="trust_repo",
+        action="store_false",
+        help="do not consult the installed TUF trust repository (`opk-sign trust init`)",
     )
     trust.add_argument(
         "--expiry-policy",
@@ -216,41 +245,140 @@ def _image_lines(path: Path) -> Iterator[str]:
             yield image
 
 
-def build_options(args: argparse.Namespace) -> VerifyOptions:
+def policy_given(args: argparse.Namespace) -> bool:
+    """Whether the command line gives an identity policy (flags or --policy FILE)."""
+    if args.policy is not None:
+        return True
+    return any(
+        getattr(args, attr, None) is not None
+        for name in FIELDS
+        if name != "issuer"
+        for attr in (name.replace("-", "_"), f"{name.replace('-', '_')}_regex")
+    )
+
+
+def trust_client(args: argparse.Namespace) -> TrustClient | None:
+    """The installed TUF trust repository, unless --no-trust-repo or none is installed."""
+    from opk_sign.trust.client import CONFIG_FILE, TrustClient, default_trust_dir
+
+    if not args.trust_repo:
+        return None
+    if not args.offline and not (default_trust_dir() / CONFIG_FILE).is_file():
+        return None
+    client = TrustClient(offline=args.offline)
+    client.refresh()  # once per run; rollback, freeze, mix-and-match: TrustError, exit 14
+    if client.notice:
+        print(f"notice: {client.notice}", file=sys.stderr)
+    return client
+
+
+def build_options(args: argparse.Namespace) -> VerifyOptions | OptionsFor:
+    """The run's options; with the trust repository's mapping, a function choosing per image."""
     from opk_sign.oci.descriptor import Platform
     from opk_sign.pktoken import ExpiryPolicy
     from opk_sign.pktoken.verify import OPKeySource
+    from opk_sign.trust.jwks_archive import KeySourceChain
     from opk_sign.verify.image import VerifyOptions
     from opk_sign.verify.keys import LiveJWKS, jwks_from_file
 
-    policy = build_policy(args)
+    explicit = policy_given(args)
+    # A bad policy is a usage error before any trust data is fetched.
+    policy: AllOf | None = build_policy(args) if explicit else None
     try:
         expiry = ExpiryPolicy.from_name(args.expiry_policy)
     except Exception as err:  # FormatError from a bad name is a usage error here
         raise UsageError(f"--expiry-policy: {err}") from None
-    if expiry.max_age is None and not expiry.check_exp:
-        print(
-            "warning: --expiry-policy never: PK tokens are accepted however old they are; "
-            "a leaked signing key could sign forever",
-            file=sys.stderr,
-        )
     platform = None
     if args.platform:
         try:
             platform = Platform.parse(args.platform)
         except Exception:
             raise UsageError(f"--platform {args.platform!r}: expected OS/ARCH[/VARIANT]") from None
+    trust = trust_client(args)
+    if policy is None and trust is None:
+        raise UsageError(
+            "no identity policy: verifying without one would accept any signer",
+            hint="require the signer, e.g. --repository octo-org/app (or --policy FILE), or "
+            "install a trust repository (`opk-sign trust init`) whose mapping names the policy",
+        )
+    if expiry.max_age is None and not expiry.check_exp:
+        print(
+            "warning: --expiry-policy never: PK tokens are accepted however old they are; "
+            "a leaked signing key could sign forever",
+            file=sys.stderr,
+        )
     keys: OPKeySource = (
         jwks_from_file(args.jwks, args.issuer) if args.jwks is not None else LiveJWKS()
     )
-    return VerifyOptions(
-        policy=policy,
-        keys=keys,
-        issuers=frozenset({args.issuer}),
-        expiry=expiry,
-        attestations=tuple(args.attestation),
-        platform=platform,
-    )
+    archives: list[OPKeySource] = []
+    if args.jwks_archive is not None:
+        archives.append(load_jwks_archive(args.jwks_archive))
+    if trust is not None:
+        archive = trust.jwks_archive(args.issuer)
+        if archive is not None:
+            archives.append(archive)
+    if archives:
+        keys = KeySourceChain(keys, *archives)
+    tsa = tsa_trust(args, trust)
+
+    def make(policy: AllOf, signed_name: str | None = None) -> VerifyOptions:
+        return VerifyOptions(
+            policy=policy,
+            keys=keys,
+            issuers=frozenset({args.issuer}),
+            expiry=expiry,
+            attestations=tuple(args.attestation),
+            platform=platform,
+            tsa=tsa,
+            signed_name=signed_name,
+        )
+
+    if policy is not None:
+        return make(policy)
+    # Verification by default: the mapping names each image's policy; a mapped name must verify.
+    assert trust is not None
+    mapping = trust.mapping()
+    policies: dict[str, AllOf] = {}
+    lock = threading.Lock()
+
+    def options_for(image: str) -> VerifyOptions:
+        rule = mapping.lookup(image)
+        if rule is None:
+            raise UsageError(
+                f"no policy applies to {image}: the trust repository's mapping does not cover it",
+                hint="give the policy with flags (--repository ...) or --policy FILE",
+            )
+        with lock:  # images are verified in parallel; each policy is fetched once
+            if rule.policy not in policies:
+                policies[rule.policy] = trust.policy(rule.policy)
+        return make(policies[rule.policy], rule.name)
+
+    return options_for
+
+
+def load_jwks_archive(path: Path) -> JWKSArchive:
+    from opk_sign.trust.jwks_archive import JWKSArchive
+
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise UsageError(f"cannot read --jwks-archive {path}: {err.strerror}") from None
+    return JWKSArchive.from_json(data)
+
+
+def tsa_trust(args: argparse.Namespace, trust: TrustClient | None) -> TSATrust | None:
+    """Trusted TSA certificates: --tsa-certs FILE and those the trust repository distributes."""
+    from opk_sign.trust.timestamp import TSATrust
+
+    pem = b""
+    if args.tsa_certs is not None:
+        try:
+            pem += args.tsa_certs.read_bytes()
+        except OSError as err:
+            raise UsageError(f"cannot read --tsa-certs {args.tsa_certs}: {err.strerror}") from None
+    if trust is not None:
+        pem += b"\n" + (trust.tsa_certs() or b"")
+    return TSATrust.from_pem(pem) if pem.strip() else None
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -258,7 +386,12 @@ def build_options(args: argparse.Namespace) -> VerifyOptions:
 
 def run(args: argparse.Namespace) -> int:
     from opk_sign.oci.cliargs import registry_client
-    from opk_sign.verify.image import DEFAULT_JOBS, verify_bundle_offline, verify_images
+    from opk_sign.verify.image import (
+        DEFAULT_JOBS,
+        VerifyOptions,
+        verify_bundle_offline,
+        verify_images,
+    )
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
@@ -267,9 +400,9 @@ def run(args: argparse.Namespace) -> int:
     if args.bundle is not None:
         if len(images) != 1:
             raise UsageError("--bundle verifies one image: give exactly one NAME@sha256:...")
-        results: Iterable[ImageResult] = [
-            verify_bundle_offline(load_bundle(args.bundle), images[0], options)
-        ]
+        bundle = load_bundle(args.bundle)
+        chosen = options if isinstance(options, VerifyOptions) else options(images[0])
+        results: Iterable[ImageResult] = [verify_bundle_offline(bundle, images[0], chosen)]
         return report(args, results, 1, options)
     first_registry = _registry_of(images[0])
     with registry_client(args, first_registry) as client:
@@ -301,7 +434,7 @@ def report(
     args: argparse.Namespace,
     results: Iterable[ImageResult],
     count: int,
-    options: VerifyOptions,
+    options: VerifyOptions | OptionsFor,
 ) -> int:
     """Print each result as it comes, then the summary; the exit code is the worst outcome."""
     from opk_sign.verify.image import Outcome
@@ -331,10 +464,12 @@ def report(
     return Outcome.worst(r.outcome for r in done).exit_code if done else EXIT_USAGE
 
 
-def _vsa_line(result: ImageResult, options: VerifyOptions) -> str:
+def _vsa_line(result: ImageResult, options: VerifyOptions | OptionsFor) -> str:
+    from opk_sign.verify.image import VerifyOptions
     from opk_sign.verify.vsa import build_vsa
 
-    return build_vsa(result, policy=options.policy.describe()).raw.decode()
+    chosen = options if isinstance(options, VerifyOptions) else options(result.image)
+    return build_vsa(result, policy=chosen.policy.describe()).raw.decode()
 
 
 def _write_atomically(path: Path, text: str) -> None:

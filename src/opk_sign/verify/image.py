@@ -52,6 +52,7 @@ from opk_sign.oci.reference import Reference
 from opk_sign.pktoken import ExpiryPolicy, OPKeySource
 from opk_sign.pktoken.verify import MAX_AGE_24H, VerifiedPKToken
 from opk_sign.policy import IdentityPolicy
+from opk_sign.trust.timestamp import TSATrust
 from opk_sign.verify.bundle import verify_attestation_bundle, verify_signature_bundle
 
 #: Bundles tried per manifest: an attacker who can push referrers must not make us work forever.
@@ -126,6 +127,28 @@ class VerifyOptions:
     #: Verify the index and only this platform's manifest (else every platform).
     platform: Platform | None = None
     now: float | None = None
+    #: Trusted timestamp authorities: a bundle's RFC 3161 timestamps count only with these.
+    tsa: TSATrust | None = None
+    #: The repository signatures must name, when not the image's own (a mirror's canonical name).
+    signed_name: str | None = None
+
+
+#: Options for one image, or a function choosing them per image (the TUF mapping's policies).
+OptionsFor = Callable[[str], VerifyOptions]
+
+
+def _trust_kwargs(options: VerifyOptions) -> dict[str, Any]:
+    """The keyword arguments every bundle verification takes from the options."""
+    kwargs: dict[str, Any] = {
+        "keys": options.keys,
+        "policy": options.policy,
+        "issuers": options.issuers,
+        "expiry": options.expiry,
+        "now": options.now,
+    }
+    if options.tsa is not None:
+        kwargs["tsa"] = options.tsa
+    return kwargs
 
 
 @dataclass(frozen=True)
@@ -228,13 +251,17 @@ def identity_of(verified: VerifiedPKToken) -> dict[str, Any]:
 # --- one image ----------------------------------------------------------------------------------
 
 
-def verify_image(client: RegistryClient, image: str, options: VerifyOptions) -> ImageResult:
+def verify_image(
+    client: RegistryClient, image: str, options: VerifyOptions | OptionsFor
+) -> ImageResult:
     """Verify one image; every failure becomes an outcome, never an exception."""
     started = time.monotonic()
     reference: Reference | None = None
     digest: str | None = None
     try:
         reference = Reference.parse(image)
+        if not isinstance(options, VerifyOptions):
+            options = options(image)
         descriptor, data = client.pull_manifest(reference)
         digest = descriptor.digest
         manifests = _verify_tree(client, reference, descriptor, data, options)
@@ -464,12 +491,8 @@ def _check_signature(
         verified = verify_signature_bundle(
             bundle,
             digest=digest,
-            docker_reference=ref.name,
-            keys=options.keys,
-            policy=options.policy,
-            issuers=options.issuers,
-            expiry=options.expiry,
-            now=options.now,
+            docker_reference=options.signed_name or ref.name,
+            **_trust_kwargs(options),
         )
     except (VerificationError, FormatError) as err:
         return _failed(referrer, "signature", err)
@@ -492,12 +515,8 @@ def _check_attestation(
         verified = verify_attestation_bundle(
             bundle,
             digest=digest,
-            keys=options.keys,
-            policy=options.policy,
             predicate_type=predicate_type,
-            issuers=options.issuers,
-            expiry=options.expiry,
-            now=options.now,
+            **_trust_kwargs(options),
         )
     except (VerificationError, FormatError) as err:
         return _failed(referrer, "attestation", err, predicate_type)
@@ -529,7 +548,7 @@ def _failed(
 def verify_images(
     client: RegistryClient,
     images: Iterable[str],
-    options: VerifyOptions,
+    options: VerifyOptions | OptionsFor,
     *,
     jobs: int = DEFAULT_JOBS,
 ) -> Iterator[ImageResult]:
@@ -564,12 +583,8 @@ def verify_bundle_offline(bundle: Bundle, image: str, options: VerifyOptions) ->
                     verify_signature_bundle(
                         bundle,
                         digest=digest,
-                        docker_reference=ref.name,
-                        keys=options.keys,
-                        policy=options.policy,
-                        issuers=options.issuers,
-                        expiry=options.expiry,
-                        now=options.now,
+                        docker_reference=options.signed_name or ref.name,
+                        **_trust_kwargs(options),
                     ).pk_token
                 ),
             )
@@ -583,12 +598,8 @@ def verify_bundle_offline(bundle: Bundle, image: str, options: VerifyOptions) ->
                     verify_attestation_bundle(
                         bundle,
                         digest=digest,
-                        keys=options.keys,
-                        policy=options.policy,
                         predicate_type=wanted,
-                        issuers=options.issuers,
-                        expiry=options.expiry,
-                        now=options.now,
+                        **_trust_kwargs(options),
                     ).pk_token
                 ),
             )
