@@ -1,0 +1,10 @@
+"""Fixtures shared by every test directory."""
+
+import os
+import tempfile
+
+pytest_plugins = ["tests.services.tsa"]
+
+# No test may read or write the user's installed trust repository (`opk-sign trust init`):
+# each test run, and every subprocess it starts, gets an empty trust directory of its own.
+os.environ["OPK_SIGN_TRUST_DIR"] = tempfile.mkdtemp(prefix="opk-sign-trust-")
