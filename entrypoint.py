@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Entry point of the opk-sign container action (action.yml). Thin on purpose: everything it
-does is in ``opk_sign.action`` (inputs, credentials, outputs, step summary, annotations)."""
+"""Entry point of the opk-sign container actions. Thin on purpose: the signing action (action.yml,
+no arguments) runs ``opk_sign.action``; the verify action (verify/action.yml, ``args: [verify]``)
+runs ``opk_sign.verify_action``. Both do everything else themselves (inputs, outputs, step
+summary, annotations)."""
 
 import sys
 
-from opk_sign.action import main
-
 if __name__ == "__main__":
+    if sys.argv[1:] == ["verify"]:
+        from opk_sign.verify_action import main
+    else:
+        from opk_sign.action import main
     sys.exit(main())

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the main job end to end on loopback, as GitHub Actions would run it.
 #
-#   1. a registry (Debian's docker-registry, CNCF distribution) and the GitHub OIDC emulator start
-#      on 127.0.0.1;
+#   1. a registry (Debian's docker-registry, CNCF distribution), an RFC 3161 timestamp authority
+#      (sigstore's timestamp-authority, tests/tsa) and the GitHub OIDC emulator start on 127.0.0.1;
 #   2. a small two-platform image is pushed;
 #   3. entrypoint.py (the container action) runs exactly as a runner runs it: INPUT_* variables,
 #      the GITHUB_* context, the token-request variables, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY;
@@ -42,7 +42,7 @@ wait_for() { # URL WHAT
     return 1
 }
 
-step "1. Start a registry and the GitHub OIDC emulator on loopback"
+step "1. Start a registry, a timestamp authority and the GitHub OIDC emulator on loopback"
 port="$(free_port)"
 registry="127.0.0.1:$port"
 mkdir -p "$work/registry"
@@ -56,6 +56,13 @@ docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
 pids+=("$!")
 wait_for "http://$registry/v2/" "the registry"
 echo "registry: http://$registry (CNCF distribution: no referrers API, so the tag fallback)"
+
+tsa="127.0.0.1:$(free_port)"
+opk-tsa --host 127.0.0.1 --port "${tsa#*:}" >"$work/tsa.log" 2>&1 &
+pids+=("$!")
+wait_for "http://$tsa/ping" "the timestamp authority"
+timestamp_url="http://$tsa/api/v1/timestamp"
+echo "timestamp authority: $timestamp_url (sigstore timestamp-authority, ephemeral in-memory key)"
 
 # The job: octo-org/hello-opk, tag v1, signing through the reusable workflow, whose
 # job_workflow_ref is what verifiers pin.
@@ -97,6 +104,7 @@ env = {
     "INPUT_IMAGE": "$image", "INPUT_RECURSIVE": "true", "INPUT_PROVENANCE": "true",
     "INPUT_PREDICATE": "", "INPUT_PREDICATE-TYPE": "",
     "INPUT_REGISTRY-USERNAME": "", "INPUT_REGISTRY-PASSWORD": "", "INPUT_GITHUB-TOKEN": "",
+    "INPUT_TIMESTAMP-URL": "$timestamp_url",
 }
 for line in open(sys.argv[1], encoding="utf-8"):
     name, _, value = line.removeprefix("export ").strip().partition("=")
@@ -129,4 +137,4 @@ cat "$work/step_summary"
 step "5. opk-sign inspect: the image and its referrers, read back from the registry"
 DOCKER_CONFIG="$work/no-docker-config" "${opk[@]}" inspect "$image"
 
-step "Done in $((SECONDS - started)) s; stopping the registry and the emulator"
+step "Done in $((SECONDS - started)) s; stopping the registry, the TSA and the emulator"

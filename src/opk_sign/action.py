@@ -25,12 +25,15 @@ from opk_sign.oci.reference import Reference
 from opk_sign.oidc import GitHubActionsProvider, TokenProvider
 from opk_sign.oidc.github import REQUEST_TOKEN_VAR
 from opk_sign.sign import CustomPredicate, SigningOptions, SigningResult, sign_image
+from opk_sign.trust.timestamp import DEFAULT_TIMESTAMP_URL, TIMESTAMP_URL_VAR
 
 #: Where GitHub mounts the runner's ``$RUNNER_TEMP/_github_home`` inside a container action.
 CONTAINER_HOME: Final = Path("/github/home")
 GHCR: Final = "ghcr.io"
 #: Issuer override for GHES with a custom issuer, or for the local emulator (docs/action.md).
 ISSUER_VAR: Final = "OPK_SIGN_OIDC_ISSUER"
+#: The runner always sets it (action.yml's default when the workflow gives none).
+TIMESTAMP_URL_INPUT: Final = "INPUT_TIMESTAMP-URL"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class ActionInputs:
     registry_username: str
     registry_password: str
     github_token: str
+    #: The timestamp-url input: "" disables timestamps, None means not set at all.
+    timestamp_url: str | None = None
 
 
 def _text_input(name: str, *, required: bool = False) -> str:
@@ -83,6 +88,7 @@ def read_inputs() -> ActionInputs:
         registry_username=_text_input("registry-username"),
         registry_password=password,
         github_token=token,
+        timestamp_url=(_text_input("timestamp-url") if TIMESTAMP_URL_INPUT in os.environ else None),
     )
 
 
@@ -143,7 +149,8 @@ class _MaskingProvider:
         return token
 
 
-def _predicate(inputs: ActionInputs, env: Mapping[str, str]) -> SigningOptions:
+def signing_options(inputs: ActionInputs, env: Mapping[str, str]) -> SigningOptions:
+    """The library options from the inputs (a relative predicate path is in the workspace)."""
     predicate = None
     if inputs.predicate_type and not inputs.predicate:
         raise UsageError("the predicate-type input needs the predicate input (a JSON file)")
@@ -152,11 +159,16 @@ def _predicate(inputs: ActionInputs, env: Mapping[str, str]) -> SigningOptions:
         if not path.is_absolute():
             path = Path(env.get("GITHUB_WORKSPACE") or ".") / path
         predicate = CustomPredicate.from_file(path, inputs.predicate_type or None)
+    if inputs.timestamp_url is None:  # not run by a runner: the CLI's default
+        timestamp_url: str | None = env.get(TIMESTAMP_URL_VAR) or DEFAULT_TIMESTAMP_URL
+    else:
+        timestamp_url = inputs.timestamp_url or None  # empty: no timestamps
     return SigningOptions(
         recursive=inputs.recursive,
         provenance=inputs.provenance,
         predicate=predicate,
         server_url=env.get("GITHUB_SERVER_URL") or "https://github.com",
+        timestamp_url=timestamp_url,
     )
 
 
@@ -224,7 +236,7 @@ def run(env: Mapping[str, str]) -> int:
     if request_token:
         core.set_secret(request_token)
     reference = Reference.parse(inputs.image)
-    options = _predicate(inputs, env)
+    options = signing_options(inputs, env)
     provider = _MaskingProvider(GitHubActionsProvider(env=env, issuer=env.get(ISSUER_VAR) or None))
     from opk_sign.oci.client import RegistryClient
 

@@ -122,6 +122,19 @@ class Bundle:
     def artifact_type(self) -> str:
         return SIGNATURE_ARTIFACT_TYPE if self.is_signature else ATTESTATION_ARTIFACT_TYPE
 
+    def signature_bytes(self) -> bytes:
+        """What a timestamp covers (its imprint is their SHA-256): the OSM's decoded signature
+        segment, or the DSSE envelope's signature (a timestamped envelope has exactly one)."""
+        if self.osm is not None:
+            return CompactJWS.parse(self.osm, "bundle osm").signature
+        assert self.dsse_envelope is not None  # exactly one content, checked on construction
+        if len(self.dsse_envelope.signatures) != 1:
+            raise FormatError(
+                "bundle: a timestamped DSSE envelope must carry exactly one signature, "
+                f"this one has {len(self.dsse_envelope.signatures)}"
+            )
+        return self.dsse_envelope.signatures[0].sig
+
     # --- dict and bytes -------------------------------------------------------------------------
 
     @classmethod

@@ -10,7 +10,9 @@ Steps (issue "Signing end to end", DESIGN.md "Formats opk-sign writes" and "Stor
    ``recursive``, every platform manifest of an index.
 5. Per platform manifest: attestations (SLSA provenance unless disabled, a custom predicate on
    request), then the signature. The index's signature comes last, once every platform manifest
-   is signed. Each bundle is pushed as an OCI 1.1 referrer of the manifest it signs.
+   is signed. With a timestamp authority, each bundle gets an RFC 3161 timestamp over its
+   signature; a manifest's bundles are all made and timestamped before any of them is pushed.
+   Each bundle is pushed as an OCI 1.1 referrer of the manifest it signs.
 
 A manifest counts as signed once its signature referrer is stored; it is pushed after the
 manifest's attestations, so a failure never leaves a signed manifest without them. A failure
@@ -24,10 +26,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
+
+import requests
 
 from opk_sign import gq
 from opk_sign.bundle import BUNDLE_MEDIA_TYPE, Bundle
@@ -39,6 +43,7 @@ from opk_sign.errors import (
     TrustError,
     UsageError,
 )
+from opk_sign.http import new_session, require_secure_url
 from opk_sign.identity import SignerIdentity
 from opk_sign.jose import CompactJWS, JSONObject, parse_json_object
 from opk_sign.oci import mediatypes
@@ -57,6 +62,7 @@ from opk_sign.pktoken import (
 )
 from opk_sign.pktoken.verify import select_key
 from opk_sign.signer import Signer
+from opk_sign.trust.timestamp import request_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +124,12 @@ class SigningOptions:
     predicate: CustomPredicate | None = None
     #: The GitHub server, for the URLs in provenance (GITHUB_SERVER_URL).
     server_url: str = "https://github.com"
+    #: An RFC 3161 timestamp authority to timestamp every bundle's signature (None: none).
+    timestamp_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.timestamp_url is not None:
+            require_secure_url(self.timestamp_url, "the timestamp authority URL")
 
 
 @dataclass(frozen=True)
@@ -289,11 +301,15 @@ def _sign_one(
     target: ManifestToSign,
     options: SigningOptions,
     created: datetime,
+    tsa: requests.Session | None,
 ) -> _Outcome:
     outcome = _Outcome(target)
     subject = Descriptor(target.descriptor.media_type, target.digest, target.descriptor.size)
     stored: list[tuple[str | None, Descriptor]] = []  # (predicate type or None, referrer)
     try:
+        # Every bundle of this manifest, attestations first, made (and timestamped) before any
+        # is pushed: a TSA failure leaves nothing of this manifest in the registry.
+        bundles: list[tuple[str | None, Bundle]] = []
         if not target.is_index:
             predicates: list[tuple[str, Mapping[str, Any]]] = []
             if options.provenance:
@@ -304,14 +320,15 @@ def _sign_one(
                 bundle = signer.attestation(
                     repository.name, target.digest, predicate_type, predicate
                 )
-                annotations = signer.annotations(created, predicate_type)
-                stored.append(
-                    (predicate_type, _store(client, repository, subject, bundle, annotations))
-                )
-        bundle = signer.signature(repository.name, target.digest)
-        stored.append(
-            (None, _store(client, repository, subject, bundle, signer.annotations(created)))
-        )
+                bundles.append((predicate_type, bundle))
+        bundles.append((None, signer.signature(repository.name, target.digest)))
+        if options.timestamp_url is not None:
+            bundles = [
+                (kind, _timestamped(bundle, options.timestamp_url, tsa)) for kind, bundle in bundles
+            ]
+        for kind, bundle in bundles:
+            annotations = signer.annotations(created, kind)
+            stored.append((kind, _store(client, repository, subject, bundle, annotations)))
         # One fallback-index round for all referrers of this manifest (nothing to do where the
         # registry has the referrers API); until it lands, none of them is listed.
         client.register_referrers(repository, target.digest, [d for _, d in stored])
@@ -324,6 +341,12 @@ def _sign_one(
         else:
             outcome.attestations.append(Attestation(kind, descriptor.digest))
     return outcome
+
+
+def _timestamped(bundle: Bundle, url: str, session: requests.Session | None) -> Bundle:
+    """The bundle with one RFC 3161 timestamp over its signature bytes."""
+    timestamp = request_timestamp(url, bundle.signature_bytes(), session)
+    return replace(bundle, timestamps=(timestamp,))
 
 
 def _store(
@@ -399,25 +422,34 @@ def sign_image(
     indexes = [t for t in targets if t.is_index]
     outcomes: list[_Outcome] = []
     workers = min(MAX_PARALLEL_MANIFESTS, max(1, len(platforms)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        outcomes += pool.map(
-            lambda t: _sign_one(
-                client, repository, signer=signer, target=t, options=opts, created=created
-            ),
-            platforms,
+    tsa = new_session() if opts.timestamp_url is not None else None
+
+    def sign_one(target: ManifestToSign) -> _Outcome:
+        return _sign_one(
+            client,
+            repository,
+            signer=signer,
+            target=target,
+            options=opts,
+            created=created,
+            tsa=tsa,
         )
-    # An index is signed only once everything it lists is: its signature vouches for the image.
-    # Nested indexes come before the indexes listing them (collect_manifests orders them so).
-    pending: list[ManifestToSign] = []
-    for target in indexes:
-        if any(o.error is not None for o in outcomes):
-            pending.append(target)
-            continue
-        outcomes.append(
-            _sign_one(
-                client, repository, signer=signer, target=target, options=opts, created=created
-            )
-        )
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outcomes += pool.map(sign_one, platforms)
+        # An index is signed only once everything it lists is: its signature vouches for the
+        # image. Nested indexes come before the indexes listing them (collect_manifests orders
+        # them so).
+        pending: list[ManifestToSign] = []
+        for target in indexes:
+            if any(o.error is not None for o in outcomes):
+                pending.append(target)
+                continue
+            outcomes.append(sign_one(target))
+    finally:
+        if tsa is not None:
+            tsa.close()
     timings["push"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
 

@@ -20,14 +20,17 @@ from typing import Any
 
 import pytest
 
-from opk_sign.bundle import ATTESTATION_ARTIFACT_TYPE, SIGNATURE_ARTIFACT_TYPE
+from opk_sign.bundle import ATTESTATION_ARTIFACT_TYPE, SIGNATURE_ARTIFACT_TYPE, Bundle
 from opk_sign.dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import ExplicitCredentials, Keychain
+from opk_sign.oci.manifest import ImageManifest, parse_manifest
 from opk_sign.oci.reference import Reference
+from opk_sign.trust.timestamp import verify_timestamp
 from tests.services.images import push_sample_image
 from tests.services.oidc import generated_op_key
 from tests.services.registries import Registry, distribution
+from tests.services.tsa import TimestampAuthority
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("action")]
 
@@ -109,6 +112,7 @@ def run_entrypoint(
     *,
     drop: tuple[str, ...] = (),
     extra_env: Mapping[str, str] | None = None,
+    tsa: TimestampAuthority | None = None,
 ) -> Run:
     output = tmp_path / "github_output"
     summary = tmp_path / "step_summary"
@@ -135,6 +139,8 @@ def run_entrypoint(
         "INPUT_REGISTRY-USERNAME": "",
         "INPUT_REGISTRY-PASSWORD": "",
         "INPUT_GITHUB-TOKEN": GITHUB_TOKEN,
+        # action.yml's default is the public TSA: the loopback one, or none.
+        "INPUT_TIMESTAMP-URL": tsa.url if tsa is not None else "",
         **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
         **(extra_env or {}),
     }
@@ -168,7 +174,7 @@ def assert_secrets_hidden(run: Run, secrets: list[str]) -> None:
 
 
 def test_signs_writes_outputs_and_summary_and_hides_secrets(
-    tmp_path: Path, registry: Registry, emulator: RecordingEmulator
+    tmp_path: Path, registry: Registry, emulator: RecordingEmulator, tsa: TimestampAuthority
 ) -> None:
     ref = registry.ref("octo-org/action", "v1")
     with authed_client(registry) as c:
@@ -179,6 +185,7 @@ def test_signs_writes_outputs_and_summary_and_hides_secrets(
         tmp_path,
         emulator,
         {"image": ref, "registry-username": USER, "registry-password": PASSWORD},
+        tsa=tsa,
     )
 
     assert run.code == 0, run.stdout + run.stderr
@@ -211,6 +218,13 @@ def test_signs_writes_outputs_and_summary_and_hides_secrets(
             )
         ]
         assert children == []  # attestations are on the platform manifests
+        # The signature is timestamped by the TSA the timestamp-url input names.
+        (descriptor,) = listed
+        manifest = parse_manifest(c.get_manifest(Reference.parse(ref), descriptor.digest)[0])
+        assert isinstance(manifest, ImageManifest)
+        bundle = Bundle.from_json(c.get_blob(Reference.parse(ref), manifest.layers[0].digest))
+        (timestamp,) = bundle.timestamps
+        verify_timestamp(timestamp, bundle.signature_bytes(), tsa.trust)
 
     issued = emulator.issued[before:]
     assert len(issued) == 1
@@ -262,6 +276,7 @@ def test_pull_request_without_token_explains_forks(
         ({"image": ""}, "is required"),
         ({"image": "Not A Reference"}, "invalid image reference"),
         ({"image": "ok/image:v1", "predicate-type": "https://x.example/t"}, "needs the predicate"),
+        ({"image": "ok/image:v1", "timestamp-url": "http://tsa.example/"}, "must use https"),
     ],
 )
 def test_bad_inputs_are_refused_before_anything_runs(

@@ -30,11 +30,13 @@ from opk_sign.oidc import GitHubActionsProvider
 from opk_sign.pktoken import StaticJWKS, verify_osm, verify_pktoken
 from opk_sign.sign import CustomPredicate, SigningOptions, SigningResult, sign_image
 from opk_sign.simplesigning import SimpleSigningPayload
+from opk_sign.trust.timestamp import verify_timestamp
 from tests.services.faultproxy import Fault, fault_proxy
 from tests.services.images import push_sample_image
 from tests.services.interop import go_verify, verified_message
 from tests.services.oidc import generated_op_key
 from tests.services.registries import Registry, distribution, olareg
+from tests.services.tsa import TimestampAuthority
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("sign")]
 
@@ -318,6 +320,7 @@ def test_requests_per_referrer(registry: Registry, emulator: GitHubOIDCEmulator)
 def test_cli_sign_json_output(
     registry: Registry,
     emulator: GitHubOIDCEmulator,
+    tsa: TimestampAuthority,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
@@ -341,6 +344,8 @@ def test_cli_sign_json_output(
             str(predicate),
             "--predicate-type",
             "https://example.com/scan/v1",
+            "--timestamp-url",
+            tsa.url,
         ]
     )
     captured = capsys.readouterr()
@@ -352,6 +357,12 @@ def test_cli_sign_json_output(
     assert len(document["signatures"]) == 3
     assert len(document["attestations"]) == 4  # provenance and the scan, per platform
     assert emulator.request_token not in captured.out + captured.err
+    # Every bundle carries one timestamp by the loopback TSA over its own signature.
+    for manifest in document["manifests"]:
+        for artifact_type in (SIGNATURE_ARTIFACT_TYPE, ATTESTATION_ARTIFACT_TYPE):
+            for bundle in referrers(ref, manifest["digest"], artifact_type):
+                (timestamp,) = bundle.timestamps
+                verify_timestamp(timestamp, bundle.signature_bytes(), tsa.trust)
 
 
 def test_cli_sign_without_token_variables_exits_1_with_the_fix(
@@ -369,5 +380,5 @@ def test_cli_sign_without_token_variables_exits_1_with_the_fix(
     monkeypatch.delenv("ACTIONS_ID_TOKEN_REQUEST_URL", raising=False)
     monkeypatch.delenv("ACTIONS_ID_TOKEN_REQUEST_TOKEN", raising=False)
     monkeypatch.setenv("OPK_SIGN_OIDC_ISSUER", emulator.issuer)
-    assert main(["sign", ref]) == 1
+    assert main(["sign", ref, "--no-timestamp"]) == 1
     assert "id-token: write" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,19 +15,26 @@ from opk_sign.oci.cliargs import add_registry_options
 if TYPE_CHECKING:
     from opk_sign.sign import SigningResult
 
+#: For --help only (importing opk_sign.trust.timestamp here would slow every command down); the
+#: default itself is opk_sign.trust.timestamp.DEFAULT_TIMESTAMP_URL.
+PUBLIC_TSA = "https://timestamp.sigstore.dev/api/v1/timestamp"
+
 EPILOG = """\
 exit codes:
   0   every manifest was signed (and attested)
   1   failure, e.g. no ID token could be had (see the hint: `permissions: id-token: write`)
   2   usage: bad arguments, unreadable predicate file, invalid image reference
-  12  the ID token did not verify against the issuer's keys
-  13  the registry or the network failed; the message lists what was signed and what was not
+  12  the ID token did not verify against the issuer's keys, or the timestamp authority
+      refused to timestamp or answered something else
+  13  the registry, the timestamp authority or the network failed; the message lists what was
+      signed and what was not
   14  the issuer's keys (discovery, JWKS) could not be fetched
 
 environment:
   ACTIONS_ID_TOKEN_REQUEST_URL, ACTIONS_ID_TOKEN_REQUEST_TOKEN
                               set by GitHub Actions under `permissions: id-token: write`
   OPK_SIGN_OIDC_ISSUER        issuer to expect instead of GitHub's (GHES, or the local emulator)
+  OPK_SIGN_TIMESTAMP_URL      the RFC 3161 timestamp authority (default: Sigstore's public TSA)
   OPK_SIGN_REGISTRY_USERNAME, OPK_SIGN_REGISTRY_PASSWORD, OPK_SIGN_REGISTRY_TOKEN
                               registry credentials (else the docker config, else anonymous)
   DOCKER_CONFIG               directory of the docker config.json to read credentials from
@@ -71,6 +79,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="URI",
         help="the predicate's type, e.g. https://spdx.dev/Document",
     )
+    timestamps = parser.add_mutually_exclusive_group()
+    timestamps.add_argument(
+        "--timestamp-url",
+        metavar="URL",
+        help="RFC 3161 timestamp authority that timestamps every signature, so that it verifies "
+        "after the PK token's 24 hours (default: $OPK_SIGN_TIMESTAMP_URL, else Sigstore's public "
+        f"TSA {PUBLIC_TSA})",
+    )
+    timestamps.add_argument(
+        "--no-timestamp",
+        action="store_true",
+        help="do not timestamp; the signatures then verify only while the PK token is fresh",
+    )
     parser.add_argument(
         "--output", choices=("text", "json"), default="text", help="output format (default: text)"
     )
@@ -101,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         provenance=args.provenance,
         predicate=predicate,
         server_url=os.environ.get("GITHUB_SERVER_URL") or "https://github.com",
+        timestamp_url=timestamp_url(args, os.environ),
     )
     provider = GitHubActionsProvider(issuer=args.oidc_issuer)
     with registry_client(args, reference.registry) as client:
@@ -110,6 +132,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_result(result))
     return 0
+
+
+def timestamp_url(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """The TSA to timestamp with: --timestamp-url, else $OPK_SIGN_TIMESTAMP_URL, else the public
+    default; None with --no-timestamp."""
+    from opk_sign.trust.timestamp import DEFAULT_TIMESTAMP_URL, TIMESTAMP_URL_VAR
+
+    if args.no_timestamp:
+        return None
+    return str(args.timestamp_url or env.get(TIMESTAMP_URL_VAR) or DEFAULT_TIMESTAMP_URL)
 
 
 def format_result(result: SigningResult) -> str:

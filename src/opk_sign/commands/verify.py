@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from opk_sign.errors import EXIT_USAGE, UsageError
 from opk_sign.oci.cliargs import add_registry_options
-from opk_sign.pktoken import GITHUB_ISSUER
 from opk_sign.policy import FIELDS
+from opk_sign.verify.cliargs import add_verification_options
 
 if TYPE_CHECKING:
     from opk_sign.policy import AllOf
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from opk_sign.trust.timestamp import TSATrust
     from opk_sign.verify.image import ImageResult, OptionsFor, VerifyOptions
 
-#: Policy fields that take no -regex variant: the issuer picks which keys to fetch.
-_NO_REGEX = frozenset({"issuer"})
 #: Images a --images-from file may list; a batch is a fleet, not an unbounded stream.
 MAX_IMAGES = 100_000
 
@@ -41,9 +39,10 @@ exit codes (stable; with several images, the highest of their codes):
 examples:
   opk-sign verify ghcr.io/octo-org/app:v1 --repository octo-org/app
   opk-sign verify ghcr.io/octo-org/app@sha256:... \\
-      --signer-workflow 'octo-org/app/.github/workflows/release.yml@refs/tags/v.*' --regex
+      --signer-workflow-regex 'octo-org/app/[.]github/workflows/release[.]yml@refs/tags/v.*'
   opk-sign verify --images-from images.txt --policy policy.yml --output json
   opk-sign verify app@sha256:... --bundle sig.json --jwks github-jwks.json --repository o/app
+  opk-sign verify docker.io/library/alpine:3   # the policy from the trust repository's mapping
 """
 
 
@@ -55,7 +54,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Verify that each IMAGE carries a valid opk-sign signature whose signer (the GitHub "
             "Actions job's repository, workflow, ref ...) satisfies the identity policy. An "
             "index is verified with every platform manifest. Trust material: the issuer's live "
-            "JWKS (fetched once per run), or --jwks FILE."
+            "JWKS (fetched once per run) or --jwks FILE, a JWKS archive for rotated keys, trusted "
+            "timestamp authorities, and the TUF trust repository installed with `opk-sign trust "
+            "init`, whose mapping gives the policy of mapped names when no flags do."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -67,82 +68,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FILE",
         help="read image references from FILE, one per line (# comments; - for stdin)",
     )
-    policy = parser.add_argument_group(
-        "identity policy",
-        "Each flag requires a claim of the signer's PK token to equal VALUE; the -regex "
-        "variants require an anchored (full) match. All given flags must hold.",
-    )
-    for name, claim in FIELDS.items():
-        default = (
-            os.environ.get("OPK_SIGN_OIDC_ISSUER") or GITHUB_ISSUER if name == "issuer" else None
-        )
-        policy.add_argument(
-            f"--{name}",
-            metavar="VALUE",
-            default=default,
-            help=f"the {claim} claim" + (" (default: GitHub Actions' issuer)" if default else ""),
-        )
-        if name not in _NO_REGEX:
-            policy.add_argument(f"--{name}-regex", metavar="REGEX", help=f"the {claim} claim")
-    policy.add_argument(
-        "--policy",
-        type=Path,
-        metavar="FILE",
-        help="a YAML or JSON policy file (same fields, with all-of / any-of); see docs/verify.md",
-    )
-    trust = parser.add_argument_group("trust material")
-    trust.add_argument(
-        "--jwks",
-        type=Path,
-        metavar="FILE",
-        help="the issuer's JWKS from a file instead of the live one (offline verification)",
-    )
-    trust.add_argument(
-        "--jwks-archive",
-        type=Path,
-        metavar="FILE",
-        help="a JWKS archive (docs/trust.md): keys the issuer has since rotated out, each usable "
-        "for tokens issued while it was published",
-    )
-    trust.add_argument(
-        "--tsa-certs",
-        type=Path,
-        metavar="FILE",
-        help="PEM certificates of trusted timestamp authorities: a bundle's RFC 3161 timestamp "
-        "inside the PK token's validity window lets the signature verify after it",
-    )
-    trust.add_argument(
-        "--offline",
-        action="store_true",
-        help="use the cached trust repository data without refreshing it (says so)",
-    )
-    trust.add_argument(
-        "--no-trust-repo",
-        dest="trust_repo",
-        action="store_false",
-        help="do not consult the installed TUF trust repository (`opk-sign trust init`)",
-    )
-    trust.add_argument(
-        "--expiry-policy",
-        default="24h",
-        metavar="POLICY",
-        help="how long a PK token stays valid after iat: 24h (default), 12h, 48h, 1w, oidc, "
-        "never (an explicit opt-in; prints a warning), or e.g. 90m",
-    )
-    what = parser.add_argument_group("what to verify")
-    what.add_argument(
-        "--platform",
-        metavar="OS/ARCH[/VARIANT]",
-        help="verify the index and only this platform's manifest (default: every platform)",
-    )
-    what.add_argument(
-        "--attestation",
-        action="append",
-        default=[],
-        metavar="TYPE",
-        help="also require a valid attestation of this predicate type on every platform "
-        "manifest, e.g. https://slsa.dev/provenance/v1 (repeatable)",
-    )
+    what = add_verification_options(parser)
     what.add_argument(
         "--bundle",
         type=Path,

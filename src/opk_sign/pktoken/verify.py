@@ -18,6 +18,7 @@ from opk_sign.errors import (
     FormatError,
     GQProofError,
     IssuerError,
+    SignatureError,
     TrustError,
 )
 from opk_sign.jose import JSONObject, verify
@@ -26,6 +27,8 @@ from opk_sign.pktoken.token import PKToken
 
 GITHUB_ISSUER: Final = "https://token.actions.githubusercontent.com"
 HOUR: Final = 3600
+#: How far a token's iat may lie ahead of our clock (the OP's clock may run fast).
+MAX_CLOCK_SKEW: Final = 300
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,12 @@ class ExpiryPolicy:
 
     def check(self, claims: Mapping[str, Any], now: float) -> None:
         iat, end = self.window(claims)
+        if iat > now + MAX_CLOCK_SKEW:
+            raise ExpiredTokenError(
+                f"PK token issued in the future: issued at {iat}, now {int(now)}"
+                f" (more than {MAX_CLOCK_SKEW} s of clock skew)",
+                hint="check this machine's clock",
+            )
         if end is not None and now >= end:
             raise ExpiredTokenError(
                 f"PK token expired under the {self.name!r} policy: issued at {iat},"
@@ -205,6 +214,12 @@ def verify_pktoken(
 
     # 5. Expiry.
     expiry.check(claims, time.time() if now is None else now)
+    # 6. Nothing unsigned rides along: a cosigner signature or an unprotected header would be
+    #    carried unverified (an OSM's kid hashes the whole token, a DSSE envelope does not).
+    if pkt.cos is not None:
+        raise SignatureError("PK token: cosigner (COS) signatures are not supported")
+    if any(sig.header for sig in pkt.signatures()):
+        raise SignatureError("PK token: unprotected JWS headers are not accepted")
     return VerifiedPKToken(pkt, claims, cic, op_jwk)
 
 

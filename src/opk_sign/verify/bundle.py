@@ -3,16 +3,23 @@
 The steps are numbered after DESIGN.md "Verification"; each failure is its own error class, and
 the identity policy runs last so that "valid, but not by whom you require" (PolicyError, exit 11)
 is never confused with "not valid" (every other VerificationError, exit 12).
+
+Time: a PK token is judged at ``now`` by the expiry policy (24 hours after ``iat`` by default),
+unless the verifier trusts TSA certificates (``tsa``) and the bundle carries RFC 3161 timestamps:
+then every timestamp must be by a trusted TSA over the bundle's signature bytes and lie inside
+the token's validity window, and the token is judged at the earliest timestamp's time instead, so
+a signature keeps verifying after the window has passed (docs/timestamps.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from opk_sign.bundle import Bundle
 from opk_sign.envelope import INTOTO_PAYLOAD_TYPE, Statement, verify_envelope
-from opk_sign.errors import FormatError, OSMError, PayloadMismatchError
+from opk_sign.errors import FormatError, OSMError, PayloadMismatchError, TimestampError
 from opk_sign.pktoken import (
     ExpiryPolicy,
     OPKeySource,
@@ -23,18 +30,54 @@ from opk_sign.pktoken import (
 from opk_sign.pktoken.verify import MAX_AGE_24H
 from opk_sign.policy import IdentityPolicy
 from opk_sign.simplesigning import SimpleSigningPayload
+from opk_sign.trust.timestamp import TSATrust, verify_timestamp
 
 
 @dataclass(frozen=True)
 class VerifiedSignature:
     pk_token: VerifiedPKToken
     payload: SimpleSigningPayload
+    #: When trusted timestamps proved the signature existed (earliest first); empty without.
+    timestamps: tuple[datetime, ...] = ()
 
 
 @dataclass(frozen=True)
 class VerifiedAttestation:
     pk_token: VerifiedPKToken
     statement: Statement
+    timestamps: tuple[datetime, ...] = ()
+
+
+def _timestamps(bundle: Bundle, tsa: TSATrust | None, expiry: ExpiryPolicy) -> tuple[datetime, ...]:
+    # 1. Timestamps, only when the verifier trusts TSA certificates and the bundle has any: each
+    #    is by a trusted TSA (time-stamping EKU) over the SHA-256 of this bundle's signature
+    #    bytes, and its time lies in the PK token's window [iat, end) under the expiry policy.
+    #    The claims are read here and authenticated in step 2, which rejects a forged token.
+    if tsa is None or not bundle.timestamps:
+        return ()
+    signature = bundle.signature_bytes()
+    iat, end = expiry.window(bundle.pk_token.claims())
+    times = []
+    for index, timestamp in enumerate(bundle.timestamps):
+        moment = verify_timestamp(timestamp, signature, tsa)
+        when = int(moment.timestamp())
+        if when < iat:
+            why = "made before the PK token was issued"
+        elif end is not None and when >= end:
+            why = "made after the PK token's window had ended"
+        else:
+            times.append(moment)
+            continue
+        until = _iso(end) if end is not None else "no end"
+        raise TimestampError(
+            f"timestamp {index} ({moment.isoformat()}) lies outside the PK token's validity "
+            f"window [{_iso(iat)}, {until}) under the {expiry.name!r} expiry policy: {why}"
+        )
+    return tuple(sorted(times))
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
 
 
 def _pk_token(
@@ -42,16 +85,16 @@ def _pk_token(
     keys: OPKeySource,
     issuers: Collection[str] | None,
     expiry: ExpiryPolicy,
-    now: float | None,
+    at: float | None,
 ) -> VerifiedPKToken:
-    # 1. The PK token: CIC, issuer, GQ256 over the OP key named by the original kid,
-    #    commitment in aud, expiry.
+    # 2. The PK token: CIC, issuer, GQ256 over the OP key named by the original kid,
+    #    commitment in aud, expiry (at the earliest trusted timestamp's time, else now).
     return verify_pktoken(
         bundle.pk_token,
         keys,
         issuers=frozenset(issuers) if issuers is not None else None,
         expiry=expiry,
-        now=now,
+        now=at,
     )
 
 
@@ -65,14 +108,21 @@ def verify_signature_bundle(
     issuers: Collection[str] | None = None,
     expiry: ExpiryPolicy = MAX_AGE_24H,
     now: float | None = None,
+    tsa: TSATrust | None = None,
 ) -> VerifiedSignature:
-    """A signature bundle for manifest ``digest`` of repository ``docker_reference``."""
+    """A signature bundle for manifest ``digest`` of repository ``docker_reference``.
+
+    With ``tsa``, the bundle's timestamps (if any) must verify and the token's expiry is judged
+    at the earliest one's time; without, or without timestamps, at ``now``.
+    """
     if bundle.osm is None:
         raise FormatError("bundle: not a signature (it holds a DSSE envelope, not an OSM)")
-    verified = _pk_token(bundle, keys, issuers, expiry, now)
-    # 2. The OSM: signed by upk under exactly this PK token.
+    times = _timestamps(bundle, tsa, expiry)
+    verified = _pk_token(bundle, keys, issuers, expiry, times[0].timestamp() if times else now)
+    # 3. The OSM: signed by upk under exactly this PK token (its signature is what the
+    #    timestamps cover).
     message = verify_osm(bundle.pk_token, bundle.osm)
-    # 3. The signed payload names this digest and this repository (no replay onto other images).
+    # 4. The signed payload names this digest and this repository (no replay onto other images).
     try:
         payload = SimpleSigningPayload.parse(message)
     except FormatError as err:
@@ -87,9 +137,9 @@ def verify_signature_bundle(
             f"signature is for repository {payload.docker_reference!r}, not"
             f" {docker_reference!r} (replayed from another repository)"
         )
-    # 4. The identity policy on the token's claims.
+    # 5. The identity policy on the token's claims.
     policy.verify(verified.claims)
-    return VerifiedSignature(verified, payload)
+    return VerifiedSignature(verified, payload, times)
 
 
 def verify_attestation_bundle(
@@ -102,19 +152,22 @@ def verify_attestation_bundle(
     issuers: Collection[str] | None = None,
     expiry: ExpiryPolicy = MAX_AGE_24H,
     now: float | None = None,
+    tsa: TSATrust | None = None,
 ) -> VerifiedAttestation:
-    """An attestation bundle whose in-toto subject is manifest ``digest``."""
+    """An attestation bundle whose in-toto subject is manifest ``digest``; ``tsa`` as for
+    :func:`verify_signature_bundle`."""
     envelope = bundle.dsse_envelope
     if envelope is None:
         raise FormatError("bundle: not an attestation (it holds an OSM, not a DSSE envelope)")
-    verified = _pk_token(bundle, keys, issuers, expiry, now)
-    # 2. The DSSE envelope: in-toto payload, signed by upk.
+    times = _timestamps(bundle, tsa, expiry)
+    verified = _pk_token(bundle, keys, issuers, expiry, times[0].timestamp() if times else now)
+    # 3. The DSSE envelope: in-toto payload, signed by upk (the signature the timestamps cover).
     if envelope.payload_type != INTOTO_PAYLOAD_TYPE:
         raise PayloadMismatchError(
             f"DSSE payloadType is {envelope.payload_type!r}, not {INTOTO_PAYLOAD_TYPE!r}"
         )
     payload = verify_envelope(envelope, verified.cic.public_key, "attestation DSSE envelope")
-    # 3. The statement's subject is this manifest; the predicate type is the one asked for.
+    # 4. The statement's subject is this manifest; the predicate type is the one asked for.
     statement = Statement.parse(payload)
     if not statement.names_digest(digest):
         raise PayloadMismatchError(
@@ -124,6 +177,6 @@ def verify_attestation_bundle(
         raise PayloadMismatchError(
             f"attestation predicate type is {statement.predicate_type!r}, not {predicate_type!r}"
         )
-    # 4. The identity policy.
+    # 5. The identity policy.
     policy.verify(verified.claims)
-    return VerifiedAttestation(verified, statement)
+    return VerifiedAttestation(verified, statement, times)

@@ -1,0 +1,276 @@
+"""`opk-sign pr-check`: verify the images a change brings in, reported where they are named."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from opk_sign.errors import UsageError
+from opk_sign.oci.cliargs import add_registry_options
+from opk_sign.verify.cliargs import add_verification_options
+
+if TYPE_CHECKING:
+    from opk_sign.prcheck import Finding, Scan
+    from opk_sign.verify.image import ImageResult
+
+EPILOG = """\
+exit codes (the verify contract; the highest of all images wins):
+  0   every image brought in is verified (or there is none)
+  2   usage: bad arguments or policy, or a FROM whose image cannot be told (an ARG without a
+      default), reported at its file and line
+  10  an image without signatures        11  signed, but not by a signer the policy accepts
+  12  signatures present, none valid     13  registry or network error (outcome unknown)
+  14  trust material error
+
+examples:
+  opk-sign pr-check --base origin/main --policy .github/opk-sign-policy.yml
+  opk-sign pr-check --dockerfile Dockerfile build/Dockerfile.ci --repository octo-org/base-images
+  opk-sign pr-check --all-dockerfiles --images-file images.txt --owner octo-org
+"""
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "pr-check",
+        help="verify the images a change's Dockerfiles bring in (the pull-request check)",
+        description=(
+            "Collect the images that Dockerfiles bring in (every FROM that is neither scratch "
+            "nor an earlier stage, COPY --from and RUN --mount from= images, ARG defaults "
+            "substituted) and the images of a list file, verify each distinct image once "
+            "against the identity policy, and report every failure at the file and line that "
+            "names the image (as ::error annotations when run in GitHub Actions). See "
+            "docs/verify-action.md."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = parser.add_argument_group("what to check")
+    what.add_argument(
+        "--base",
+        metavar="REF",
+        help="the Dockerfiles changed since REF: git diff --diff-filter=d REF...HEAD (needs the "
+        "history: actions/checkout with fetch-depth: 0)",
+    )
+    what.add_argument(
+        "--dockerfile",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="these Dockerfiles (repeatable)",
+    )
+    what.add_argument(
+        "--all-dockerfiles",
+        action="store_true",
+        help="every Dockerfile git tracks (e.g. on push, where there is no base)",
+    )
+    what.add_argument(
+        "--images-file",
+        type=Path,
+        metavar="FILE",
+        help="also these images: one per line, # comments",
+    )
+    add_verification_options(parser)
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--annotations",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="print ::error file=…,line=… workflow commands (default: in GitHub Actions, i.e. "
+        "when GITHUB_ACTIONS=true); the step summary and outputs go to $GITHUB_STEP_SUMMARY "
+        "and $GITHUB_OUTPUT when those are set",
+    )
+    out.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="images verified in parallel (default: 16)",
+    )
+    add_registry_options(parser)
+    parser.set_defaults(func=run)
+
+
+# --- which files --------------------------------------------------------------------------------
+
+
+def _git(args: Sequence[str], cwd: Path | None = None) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=120
+        )
+    except FileNotFoundError:
+        raise UsageError(
+            "git is not installed (pr-check --base and --all-dockerfiles need it)"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"git {' '.join(args)} took too long") from None
+    if done.returncode != 0:
+        raise UsageError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def repository_root() -> Path | None:
+    try:
+        return Path(_git(["rev-parse", "--show-toplevel"]).strip())
+    except UsageError:
+        return None
+
+
+def changed_dockerfiles(base: str, root: Path) -> list[str]:
+    """The Dockerfiles added or modified in BASE...HEAD (paths relative to the repository)."""
+    if base.startswith("-"):
+        raise UsageError(f"--base {base!r} looks like an option, not a git revision")
+    try:
+        # -z: file names as they are, whatever characters they hold.
+        out = _git(
+            ["diff", "--name-only", "--diff-filter=d", "-z", "--end-of-options", f"{base}...HEAD"],
+            cwd=root,
+        )
+    except UsageError as err:
+        raise UsageError(
+            err.message,
+            hint="the base must be in the clone: check out with `fetch-depth: 0` "
+            "(actions/checkout) or fetch the base branch first",
+        ) from None
+    from opk_sign.prcheck import is_dockerfile
+
+    return [path for path in out.split("\0") if path and is_dockerfile(path)]
+
+
+def tracked_dockerfiles(root: Path) -> list[str]:
+    from opk_sign.prcheck import is_dockerfile
+
+    out = _git(["ls-files", "-z"], cwd=root)
+    return [path for path in out.split("\0") if path and is_dockerfile(path)]
+
+
+def display_path(path: Path, root: Path | None) -> str:
+    """A path as GitHub places annotations: relative to the repository root when inside it."""
+    if root is not None:
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read {what} {path}: {err}") from None
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    from opk_sign.commands.verify import build_options
+    from opk_sign.oci.cliargs import registry_client
+    from opk_sign.prcheck import (
+        Scan,
+        distinct_images,
+        exit_code,
+        findings,
+        scan_dockerfile,
+        scan_image_list,
+    )
+    from opk_sign.verify.image import DEFAULT_JOBS, verify_images
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    if not (args.base or args.dockerfile or args.all_dockerfiles or args.images_file):
+        raise UsageError(
+            "nothing to check",
+            hint="give --base REF (the files a change touches), --dockerfile FILE..., "
+            "--all-dockerfiles or --images-file FILE",
+        )
+    options = build_options(args)  # a bad policy is a usage error before anything is read
+    root = repository_root()
+    files: dict[str, Path] = {}
+    if args.base or args.all_dockerfiles:
+        if root is None:
+            raise UsageError("--base and --all-dockerfiles need a git repository")
+        listed = changed_dockerfiles(args.base, root) if args.base else tracked_dockerfiles(root)
+        files.update((name, root / name) for name in listed)
+    for given in args.dockerfile:
+        files.setdefault(display_path(Path(given), root), Path(given))
+    scans = [scan_dockerfile(_read(path, "Dockerfile"), name) for name, path in files.items()]
+    if args.images_file is not None:
+        name = display_path(args.images_file, root)
+        scans.append(scan_image_list(_read(args.images_file, "--images-file"), name))
+    scan = Scan.merge(scans)
+    images = distinct_images(scan.uses)
+    results: list[ImageResult] = []
+    if images:
+        with registry_client(args, _registry_of(images[0])) as client:
+            results = list(verify_images(client, images, options, jobs=args.jobs or DEFAULT_JOBS))
+    found = findings(scan.uses, results)
+    report(args, sorted(files), found, scan, results, env=os.environ)
+    return exit_code(found, scan.problems)
+
+
+def _registry_of(image: str) -> str:
+    from opk_sign.oci.reference import Reference
+
+    try:
+        return Reference.parse(image).registry
+    except Exception:
+        return ""  # reported per image
+
+
+def report(
+    args: argparse.Namespace,
+    files: Sequence[str],
+    found: Sequence[Finding],
+    scan: Scan,
+    results: Sequence[ImageResult],
+    *,
+    env: Mapping[str, str],
+) -> None:
+    """The text report, then annotations, the step summary and the outputs (in Actions)."""
+    from actions_toolkit import core
+
+    from opk_sign.ghactions import result_document, untrusted_block
+    from opk_sign.prcheck import annotation_lines, report_lines, summary_markdown
+
+    annotate = args.annotations
+    if annotate is None:
+        annotate = env.get("GITHUB_ACTIONS") == "true"
+    head = f"checked {len(files)} Dockerfile{'s' * (len(files) != 1)}" + (
+        f": {', '.join(files)}" if files else ""
+    )
+    lines = [head, *report_lines(found, scan.problems)]
+    if annotate:
+        print("\n".join(untrusted_block(lines, secrets.token_hex(16))))
+        for line in annotation_lines(found, scan.problems):
+            print(line)
+    else:
+        print("\n".join(lines))
+    sys.stdout.flush()
+    summary = env.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(summary_markdown(found, scan.problems))
+    if env.get("GITHUB_OUTPUT"):
+        documents = []
+        for result in results:
+            doc = result_document(result)
+            doc["places"] = [
+                {"file": f.use.path, "line": f.use.line, "how": f.use.how}
+                for f in found
+                if f.result is result
+            ]
+            documents.append(doc)
+        failed = [r.image for r in results if not r.verified]
+        core.set_output("verified", "false" if failed or scan.problems else "true")
+        core.set_output("failed-images", json.dumps(failed))
+        core.set_output("results", json.dumps(documents))

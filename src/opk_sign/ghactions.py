@@ -1,0 +1,173 @@
+"""Reporting verification to GitHub Actions, pure: workflow commands and step-summary Markdown.
+
+Everything here returns text; the callers (the verify action, ``opk-sign pr-check``) print it or
+append it to ``$GITHUB_STEP_SUMMARY``. Values that reach a runner can come from a pull request
+(file names, image names, a registry's error text), so each is escaped for where it goes:
+
+- workflow commands (``::error file=…,line=…,title=…::message``) by GitHub's rules: in the message
+  ``%`` → ``%25``, CR → ``%0D``, LF → ``%0A``; in a property also ``:`` → ``%3A`` and ``,`` →
+  ``%2C``, so a file named ``a,line=1`` cannot add a property and no value can end the command;
+- Markdown table cells as HTML text (``<``, ``>``, ``&``, quotes), ``|`` as ``&#124;`` and line
+  breaks as ``<br>``, so a value can neither inject markup nor break the table.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from opk_sign.verify.image import ImageResult, Outcome
+
+#: Longest message kept in one annotation; the step summary and the log keep the whole text.
+MAX_ANNOTATION_CHARS: Final = 4000
+#: Longest first line shown as a <details> summary.
+MAX_SUMMARY_LINE: Final = 100
+
+
+# --- workflow commands ----------------------------------------------------------------------------
+
+
+def escape_data(text: str) -> str:
+    """A workflow command's message (GitHub's ``escapeData``)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A workflow command's property value (GitHub's ``escapeProperty``)."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def workflow_command(
+    command: str, message: str, properties: Mapping[str, str | int | None] | None = None
+) -> str:
+    """``::command k=v,k=v::message``; properties whose value is None or empty are left out."""
+    props = ",".join(
+        f"{key}={escape_property(str(value))}"
+        for key, value in (properties or {}).items()
+        if value is not None and value != ""
+    )
+    return f"::{command}{' ' + props if props else ''}::{escape_data(message)}"
+
+
+def error_annotation(
+    message: str, *, title: str, file: str | None = None, line: int | None = None
+) -> str:
+    """An ``::error`` annotation, at ``file``:``line`` when given (shown on the PR's diff)."""
+    if len(message) > MAX_ANNOTATION_CHARS:
+        message = message[: MAX_ANNOTATION_CHARS - 1] + "…"
+    return workflow_command("error", message, {"file": file, "line": line, "title": title})
+
+
+def untrusted_block(lines: Sequence[str], token: str) -> list[str]:
+    """``lines`` between ``::stop-commands::token`` and ``::token::``: the runner takes nothing
+    in them for a workflow command. ``token`` must be unguessable (``secrets.token_hex``)."""
+    return [f"::stop-commands::{token}", *lines, f"::{token}::"]
+
+
+# --- Markdown -------------------------------------------------------------------------------------
+
+
+def md_text(text: str) -> str:
+    """Text for a Markdown table cell or HTML block: escaped, on one line."""
+    escaped = html.escape(text, quote=True).replace("|", "&#124;")
+    return "<br>".join(escaped.splitlines())
+
+
+def md_code(text: str) -> str:
+    return f"<code>{md_text(text)}</code>" if text else ""
+
+
+def md_details(summary: str, body: str) -> str:
+    """A folded block inside one table cell."""
+    return f"<details><summary>{md_text(summary)}</summary>{md_text(body)}</details>"
+
+
+def parse_multiline(value: str) -> list[str]:
+    """The lines of a multiline input or list file: stripped, without blanks and ``#`` comments."""
+    lines = []
+    for line in value.splitlines():
+        item = line.split("#", 1)[0].strip()
+        if item:
+            lines.append(item)
+    return lines
+
+
+# --- verification results ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One line of a verification table: a result, and where the image was named (if known)."""
+
+    result: ImageResult
+    where: str | None = None
+
+
+def result_document(result: ImageResult) -> dict[str, Any]:
+    """``opk-sign verify --output json``'s document, without the per-bundle details (outputs are
+    limited in size)."""
+    doc = result.to_dict()
+    for manifest in doc["manifests"]:
+        manifest.pop("bundles", None)
+    return doc
+
+
+def outcome_text(result: ImageResult) -> str:
+    if result.verified:
+        return "✅ verified"
+    return f"❌ {result.outcome.label} ({result.exit_code})"
+
+
+def short_digest(digest: str | None) -> str:
+    if not digest:
+        return ""
+    algorithm, _, hexpart = digest.partition(":")
+    return f"{algorithm}:{hexpart[:12]}…" if len(hexpart) > 12 else digest
+
+
+def details_text(result: ImageResult) -> str:
+    """The whole story of one image, for the folded cell: message, digest, signer claims."""
+    parts = [result.message]
+    if result.digest:
+        parts.append(f"digest: {result.digest}")
+    for claim, value in result.identity.items():
+        parts.append(f"{claim}: {value}")
+    return "\n".join(parts)
+
+
+def verification_table(rows: Sequence[ResultRow], *, where_column: bool = False) -> list[str]:
+    """A Markdown table, a row per result: image, digest, outcome, signer, details."""
+    head = ["Image", "Digest", "Outcome", "Signer repository", "Signer workflow", "Details"]
+    if where_column:
+        head.insert(0, "Where")
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in rows:
+        result = row.result
+        identity = result.identity
+        first = result.message.splitlines()[0] if result.message else result.outcome.label
+        if len(first) > MAX_SUMMARY_LINE:
+            first = first[: MAX_SUMMARY_LINE - 1] + "…"
+        cells = [
+            md_code(result.image),
+            md_code(short_digest(result.digest)),
+            outcome_text(result),
+            md_code(str(identity.get("repository", ""))),
+            md_code(str(identity.get("job_workflow_ref", ""))),
+            md_details(first, details_text(result)),
+        ]
+        if where_column:
+            cells.insert(0, md_code(row.where or ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def tally(results: Iterable[ImageResult]) -> str:
+    done = list(results)
+    verified = sum(r.verified for r in done)
+    return f"{verified} of {len(done)} images verified"
+
+
+def worst_exit_code(results: Iterable[ImageResult]) -> int:
+    return Outcome.worst(r.outcome for r in results).exit_code

@@ -1,0 +1,512 @@
+"""The pull-request check's logic, pure: which images do these Dockerfiles bring in, and where.
+
+A Dockerfile brings in an image with every ``FROM`` that names neither ``scratch`` nor an earlier
+stage, and with ``COPY --from=`` / ``RUN --mount=…,from=`` naming an image rather than a stage.
+The file is read as BuildKit reads it (docs/verify-action.md, "What counts as an image"):
+
+- parser directives (``# syntax=``, ``# escape=``) only at the very top; ``# escape=`` changes
+  the line-continuation character; every other ``#`` line is a comment, also inside a continued
+  instruction;
+- instructions are case-insensitive and continue over lines ending in the escape character; an
+  instruction's line is the line it starts on;
+- ``FROM [--flag=…] IMAGE [AS name]``: stage names are case-insensitive, and only a stage defined
+  *before* counts (``FROM builder`` before any ``AS builder`` pulls an image called builder);
+- variables in ``FROM`` are the global ``ARG`` s declared before the first ``FROM``, with their
+  defaults (``${VAR}``, ``$VAR``, ``${VAR:-word}``, ``${VAR-word}``, ``${VAR:+word}``,
+  ``${VAR+word}``); ``COPY --from`` and ``RUN --mount`` also see the stage's own ``ARG`` s. A
+  variable without a value (not declared, or declared without a default and no ``:-`` fallback)
+  is a problem reported at its file and line, never skipped: the image it stands for would go
+  unchecked;
+- heredoc bodies (``RUN <<EOF`` … ``EOF``) are not instructions.
+
+What is checked is what a build with no ``--build-arg`` would pull. Then every distinct image is
+verified once and each result is reported at every place that named the image.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Final
+
+from opk_sign.errors import EXIT_OK, EXIT_USAGE, OpkSignError
+from opk_sign.ghactions import (
+    ResultRow,
+    error_annotation,
+    md_code,
+    md_text,
+    tally,
+    verification_table,
+    worst_exit_code,
+)
+from opk_sign.oci.reference import Reference
+from opk_sign.verify.image import ImageResult
+
+#: Names of files the check reads as Dockerfiles (case-insensitive): the base names, ``NAME.*``
+#: and ``*.NAME``; ``*.dockerignore`` files next to them are not Dockerfiles.
+DOCKERFILE_NAMES: Final = ("dockerfile", "containerfile")
+SCRATCH: Final = "scratch"
+
+_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.*?)\s*$")
+_INSTRUCTION = re.compile(r"^(\S+)\s*(.*)$", re.DOTALL)
+#: A heredoc word, as BuildKit reads one: the whole word is ``[n]<<[-]NAME`` (NAME maybe quoted).
+_HEREDOC = re.compile(r"^\d*<<(-?)(['\"]?)([^<'\"\s]+)\2$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HEREDOC_INSTRUCTIONS: Final = frozenset({"run", "copy", "add"})
+
+
+def is_dockerfile(path: str) -> bool:
+    """Dockerfile, Containerfile, Dockerfile.*, *.Dockerfile (and the same for Containerfile)."""
+    name = PurePosixPath(path).name.lower()
+    if name.endswith(".dockerignore"):
+        return False
+    return any(
+        name == base or name.startswith(base + ".") or name.endswith("." + base)
+        for base in DOCKERFILE_NAMES
+    )
+
+
+@dataclass(frozen=True)
+class ImageUse:
+    """An image named at a place: the file, the 1-based line, and how (``FROM``, ``list`` ...)."""
+
+    image: str
+    path: str
+    line: int
+    how: str = "FROM"
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something at a file and line that stops the check from knowing the image (exit code 2)."""
+
+    path: str
+    line: int
+    message: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Scan:
+    uses: tuple[ImageUse, ...] = ()
+    problems: tuple[Problem, ...] = ()
+
+    @staticmethod
+    def merge(scans: Iterable[Scan]) -> Scan:
+        uses: list[ImageUse] = []
+        problems: list[Problem] = []
+        for scan in scans:
+            uses.extend(scan.uses)
+            problems.extend(scan.problems)
+        return Scan(tuple(uses), tuple(problems))
+
+
+# --- reading a Dockerfile ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Instruction:
+    line: int
+    keyword: str  # lower case
+    rest: str
+
+
+def _directives(lines: Sequence[str]) -> tuple[str, int]:
+    """The escape character the parser directives choose, and the index of the first other line.
+
+    Directives count only at the top, before any blank line, comment or instruction.
+    """
+    escape = "\\"
+    index = 0
+    while index < len(lines):
+        match = _DIRECTIVE.match(lines[index].strip())
+        if not match:
+            break
+        if match.group(1).lower() == "escape" and match.group(2) in ("\\", "`"):
+            escape = match.group(2)
+        index += 1
+    return escape, index
+
+
+def _heredocs(rest: str) -> list[tuple[str, bool]]:
+    """The heredocs an instruction opens: ``(terminator, strip leading tabs)`` each.
+
+    Only a word that *is* ``<<NAME`` opens one (``echo "<<EOF"`` does not), as in BuildKit; when
+    the quoting cannot be followed, none is assumed: reading a body as instructions can only find
+    more images, never hide one.
+    """
+    lexer = shlex.shlex(rest, posix=False)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    try:
+        words = list(lexer)
+    except ValueError:
+        return []
+    return [
+        (match.group(3), match.group(1) == "-")
+        for match in (_HEREDOC.match(word) for word in words)
+        if match is not None
+    ]
+
+
+def _instructions(
+    lines: Sequence[str], escape: str, first: int
+) -> tuple[list[_Instruction], list[tuple[int, str]]]:
+    """Logical instructions with the line they start on, as BuildKit's parser splits them; and
+    the lines where the file cannot be read as BuildKit would (an unterminated heredoc)."""
+    continuation = re.compile(re.escape(escape) + r"[ \t]*$")
+    instructions: list[_Instruction] = []
+    heredocs: list[tuple[str, bool]] = []
+    heredoc_line = 0
+    start = 0
+    parts: list[str] = []
+    for number, raw in enumerate(lines[first:], start=first + 1):
+        if heredocs:
+            terminator, strip_tabs = heredocs[0]
+            if (raw.lstrip("\t") if strip_tabs else raw) == terminator:
+                heredocs.pop(0)
+            continue
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            continue  # blank lines and comments, also inside a continued instruction
+        if not parts:
+            start = number
+        match = continuation.search(raw)
+        if match:
+            parts.append(raw[: match.start()])
+            continue
+        parts.append(raw)
+        instruction = _instruction(start, parts)
+        parts = []
+        if instruction is None:
+            continue
+        if instruction.keyword in _HEREDOC_INSTRUCTIONS:
+            heredocs, heredoc_line = _heredocs(instruction.rest), start
+        instructions.append(instruction)
+    if parts:  # the file ends inside a continued instruction
+        instruction = _instruction(start, parts)
+        if instruction is not None:
+            instructions.append(instruction)
+    broken = []
+    if heredocs:
+        broken.append((heredoc_line, f"heredoc <<{heredocs[0][0]} is never terminated"))
+    return instructions, broken
+
+
+def _instruction(start: int, parts: Sequence[str]) -> _Instruction | None:
+    match = _INSTRUCTION.match("".join(parts).strip())
+    if match is None:
+        return None
+    return _Instruction(start, match.group(1).lower(), match.group(2))
+
+
+class _Unresolvable(Exception):
+    """A variable has no value a build without --build-arg would give it."""
+
+
+def expand(word: str, variables: Mapping[str, str | None], escape: str = "\\") -> str:
+    """``word`` with ``$VAR`` / ``${VAR…}`` replaced; an unset variable used bare raises.
+
+    ``variables`` maps declared names to their default, or None for "declared, no default"
+    (unset unless a --build-arg gives it, which this check cannot know).
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(word):
+        char = word[i]
+        if char == escape and i + 1 < len(word) and word[i + 1] == "$":
+            out.append("$")
+            i += 2
+            continue
+        if char != "$":
+            out.append(char)
+            i += 1
+            continue
+        if i + 1 < len(word) and word[i + 1] == "{":
+            end = _closing_brace(word, i + 2)
+            out.append(_expand_braced(word[i + 2 : end], variables, escape))
+            i = end + 1
+            continue
+        match = _NAME.match(word, i + 1)
+        if match is None:
+            out.append("$")
+            i += 1
+            continue
+        out.append(_value(match.group(0), variables))
+        i = match.end()
+    return "".join(out)
+
+
+def _closing_brace(word: str, start: int) -> int:
+    depth = 1
+    for j in range(start, len(word)):
+        if word[j] == "{":
+            depth += 1
+        elif word[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return j
+    raise _Unresolvable(f"unterminated ${{ in {word!r}")
+
+
+def _expand_braced(body: str, variables: Mapping[str, str | None], escape: str) -> str:
+    match = _NAME.match(body)
+    if match is None:
+        raise _Unresolvable(f"invalid variable ${{{body}}}")
+    name, rest = match.group(0), body[match.end() :]
+    if not rest:
+        return _value(name, variables)
+    value = variables.get(name)
+    for operator in (":-", ":+", "-", "+"):
+        if rest.startswith(operator):
+            word = rest[len(operator) :]
+            empty_counts = operator.startswith(":")
+            is_set = value is not None and (value != "" or not empty_counts)
+            if operator.endswith("-"):
+                return value if is_set and value is not None else expand(word, variables, escape)
+            return expand(word, variables, escape) if is_set else ""
+    raise _Unresolvable(f"${{{body}}}: only ${{VAR}}, -, :-, + and :+ are understood here")
+
+
+def _value(name: str, variables: Mapping[str, str | None]) -> str:
+    if name not in variables:
+        raise _Unresolvable(
+            f"${name} is not declared by an ARG (FROM sees only the ARGs before the first FROM)"
+        )
+    value = variables[name]
+    if value is None:
+        raise _Unresolvable(
+            f"ARG {name} has no default: its value would come from --build-arg at build time"
+        )
+    return value
+
+
+def _arg_declarations(rest: str) -> list[tuple[str, str | None]]:
+    """``ARG A=1 B="two words" C`` as ``[(A, "1"), (B, "two words"), (C, None)]``."""
+    try:
+        words = shlex.split(rest, comments=False, posix=True)
+    except ValueError:
+        words = rest.split()
+    declared: list[tuple[str, str | None]] = []
+    for word in words:
+        name, equals, default = word.partition("=")
+        declared.append((name, default if equals else None))
+    return declared
+
+
+def _flags(rest: str) -> list[tuple[str, str]]:
+    """The leading ``--name=value`` flags of an instruction, in order (RUN may --mount twice)."""
+    flags: list[tuple[str, str]] = []
+    for word in rest.split():
+        if not word.startswith("--"):
+            break
+        name, _, value = word[2:].partition("=")
+        flags.append((name.lower(), value))
+    return flags
+
+
+def _mount_sources(flags: Sequence[tuple[str, str]]) -> list[str]:
+    """The ``from=`` of every ``--mount=type=…,from=…``."""
+    return [
+        value
+        for name, mount in flags
+        if name == "mount"
+        for key, _, value in (option.partition("=") for option in mount.split(","))
+        if key.strip().lower() == "from"
+    ]
+
+
+def scan_dockerfile(text: str, path: str) -> Scan:
+    """Every image ``path`` brings in (with its line), and every place the image is unknowable."""
+    lines = text.splitlines()
+    escape, first = _directives(lines)
+    global_args: dict[str, str | None] = {}
+    stage_args: dict[str, str | None] = {}
+    stages: set[str] = set()
+    in_stage = False
+    uses: list[ImageUse] = []
+    problems: list[Problem] = []
+
+    def bring_in(word: str, line: int, how: str, variables: Mapping[str, str | None]) -> None:
+        try:
+            image = expand(word, variables, escape)
+        except _Unresolvable as err:
+            problems.append(Problem(path, line, f"cannot tell which image {word!r} is: {err}"))
+            return
+        if not image:
+            problems.append(Problem(path, line, f"{how} {word!r} names no image"))
+        elif image.lower() == SCRATCH or image.lower() in stages:
+            return  # nothing pulled, or an earlier stage
+        elif how != "FROM" and image.isdigit():
+            return  # --from=0: a stage by its index
+        else:
+            uses.append(ImageUse(image, path, line, how))
+
+    instructions, broken = _instructions(lines, escape, first)
+    problems.extend(Problem(path, line, message) for line, message in broken)
+    for instruction in instructions:
+        line, keyword, rest = instruction.line, instruction.keyword, instruction.rest
+        if keyword == "arg":
+            scope = stage_args if in_stage else global_args
+            for name, default in _arg_declarations(rest):
+                if default is None:
+                    # Inside a stage, a bare ARG brings in the global one's default.
+                    scope[name] = global_args.get(name) if in_stage else None
+                    continue
+                try:
+                    scope[name] = expand(default, {**global_args, **scope}, escape)
+                except _Unresolvable:
+                    scope[name] = None
+        elif keyword == "from":
+            in_stage, stage_args = True, {}
+            words = rest.split()[len(_flags(rest)) :]
+            if not words:
+                problems.append(Problem(path, line, "FROM names no image"))
+                continue
+            bring_in(words[0], line, "FROM", global_args)
+            if len(words) >= 3 and words[1].lower() == "as":
+                stages.add(words[2].lower())
+        elif keyword in ("copy", "run") and in_stage:
+            flags = _flags(rest)
+            if keyword == "copy":
+                sources = [value for name, value in flags if name == "from"][:1]
+            else:
+                sources = _mount_sources(flags)
+            how = "COPY --from" if keyword == "copy" else "RUN --mount from"
+            for source in sources:
+                bring_in(source, line, how, {**global_args, **stage_args})
+    return Scan(tuple(uses), tuple(problems))
+
+
+def scan_image_list(text: str, path: str) -> Scan:
+    """A list file: one image per line, ``#`` comments, blank lines ignored."""
+    uses: list[ImageUse] = []
+    problems: list[Problem] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        item = raw.split("#", 1)[0].strip()
+        if not item:
+            continue
+        if len(item.split()) > 1:
+            problems.append(Problem(path, number, f"one image per line, got {item!r}"))
+            continue
+        uses.append(ImageUse(item, path, number, "list"))
+    return Scan(tuple(uses), tuple(problems))
+
+
+# --- distinct images, results, report -------------------------------------------------------------
+
+
+def image_key(image: str) -> str:
+    """One key per image however it is spelled (``alpine`` is ``docker.io/library/alpine``)."""
+    try:
+        return str(Reference.parse(image))
+    except OpkSignError:
+        return image
+
+
+def distinct_images(uses: Sequence[ImageUse]) -> list[str]:
+    """Each image once, as first spelled, in the order first named."""
+    seen: dict[str, str] = {}
+    for use in uses:
+        seen.setdefault(image_key(use.image), use.image)
+    return list(seen.values())
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The verdict on an image, at one place that names it."""
+
+    use: ImageUse
+    result: ImageResult
+
+
+def findings(uses: Sequence[ImageUse], results: Iterable[ImageResult]) -> list[Finding]:
+    """Each result mapped back to every file:line that named its image."""
+    by_key = {image_key(r.image): r for r in results}
+    return [Finding(use, by_key[image_key(use.image)]) for use in uses]
+
+
+def exit_code(found: Sequence[Finding], problems: Sequence[Problem]) -> int:
+    """The contract's code: the worst image outcome, and 2 for any problem (the highest wins)."""
+    code = worst_exit_code(f.result for f in found) if found else EXIT_OK
+    return max(code, EXIT_USAGE) if problems else code
+
+
+def annotation_lines(found: Sequence[Finding], problems: Sequence[Problem]) -> list[str]:
+    """``::error file=…,line=…`` for every failed image at every place, and every problem."""
+    lines = []
+    for problem in problems:
+        lines.append(
+            error_annotation(
+                problem.message,
+                title="opk-sign: cannot tell which image this is",
+                file=problem.path,
+                line=problem.line,
+            )
+        )
+    for finding in found:
+        result = finding.result
+        if result.verified:
+            continue
+        lines.append(
+            error_annotation(
+                f"{finding.use.image}: {result.message}",
+                title=f"opk-sign: image not verified ({result.outcome.label})",
+                file=finding.use.path,
+                line=finding.use.line,
+            )
+        )
+    return lines
+
+
+def summary_markdown(found: Sequence[Finding], problems: Sequence[Problem]) -> str:
+    """The step summary: a row per place an image is named, then the problems."""
+    lines = ["### opk-sign: images this change brings in", ""]
+    if not found and not problems:
+        lines += ["No images to verify: no `FROM` (or listed image) in the files checked.", ""]
+        return "\n".join(lines)
+    distinct = {image_key(f.result.image): f.result for f in found}
+    failed = sum(not f.result.verified for f in found)
+    lines.append(
+        f"{tally(distinct.values())}; {failed} failing place{'s' * (failed != 1)}"
+        + (f"; {len(problems)} problem{'s' * (len(problems) != 1)}" if problems else "")
+    )
+    lines.append("")
+    if found:
+        rows = [ResultRow(f.result, f.use.where) for f in found]
+        lines += verification_table(rows, where_column=True)
+        lines.append("")
+    if problems:
+        lines += ["| Where | Problem |", "| --- | --- |"]
+        lines += [f"| {md_code(p.where)} | {md_text(p.message)} |" for p in problems]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def report_lines(found: Sequence[Finding], problems: Sequence[Problem]) -> list[str]:
+    """The plain-text report, a line per place (and the reasons of failures, indented)."""
+    lines = []
+    for problem in problems:
+        lines.append(f"PROBLEM {problem.where}: {problem.message}")
+    for finding in found:
+        result = finding.result
+        mark = "OK  " if result.verified else "FAIL"
+        lines.append(
+            f"{mark} {finding.use.where}: {finding.use.image}: {result.outcome.label}"
+            f" (exit {result.exit_code})"
+        )
+        if not result.verified:
+            lines.extend("       " + text for text in result.message.splitlines())
+    distinct = {image_key(f.result.image): f.result for f in found}
+    lines.append(tally(distinct.values()) + (f", {len(problems)} problems" if problems else ""))
+    return lines

@@ -1,0 +1,331 @@
+"""``mapping.json``: which image names must be signed, and by whom (which policy document).
+
+A registry operator publishes the mapping through TUF. Each rule maps an image-name pattern to a
+policy target; the first rule that matches wins. Mirror rewrites turn a mirror's name into the
+canonical one *before* matching, so pulling ``mirror.gcr.io/library/alpine`` instead of
+``docker.io/library/alpine`` cannot escape the rule for official images. Format::
+
+    {"version": 1,
+     "minVerifierVersion": "0.2.0",
+     "rewrites": [{"from": "mirror.gcr.io/library/*", "to": "docker.io/library/*"}],
+     "rules": [{"pattern": "docker.io/library/*", "policy": "policies/official-images.json"}]}
+
+Patterns are globs on the normalised, lowercase ``registry/repository`` name
+(``docker.io/library/alpine``, never ``alpine``): ``*`` matches within one path component, ``**``
+across components. Unknown
+members are kept. Pure logic: no I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Mapping as AbcMapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from opk_sign import __version__
+from opk_sign.errors import FormatError, TrustError, UsageError
+from opk_sign.jose import JSONObject, parse_json_object
+from opk_sign.oci.reference import Reference
+
+MAPPING_VERSION: Final = 1
+#: The target path of the mapping in the TUF repository.
+MAPPING_TARGET: Final = "mapping.json"
+
+_WILDCARD: Final = re.compile(r"\*\*|\*")
+_TARGET_PATH: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")
+_VERSION: Final = re.compile(r"^\d+(?:\.\d+){0,3}$")
+
+
+@functools.cache
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """``*`` is one or more characters of one path component, ``**`` one or more of any."""
+    parts: list[str] = []
+    last = 0
+    for wildcard in _WILDCARD.finditer(pattern):
+        parts.append(re.escape(pattern[last : wildcard.start()]))
+        parts.append("(.+)" if wildcard.group() == "**" else "([^/]+)")
+        last = wildcard.end()
+    parts.append(re.escape(pattern[last:]))
+    return re.compile("".join(parts))
+
+
+def check_pattern(pattern: Any, what: str = "pattern") -> str:
+    """``pattern`` if it is a glob over normalised names; UsageError saying why not otherwise."""
+    if not isinstance(pattern, str) or not pattern:
+        raise UsageError(f"{what} must be a non-empty string")
+    if "***" in pattern:
+        raise UsageError(f"{what} {pattern!r}: use * (one path component) or ** (any)")
+    # What a name the pattern matches looks like (** spans components): it must be normalised.
+    sample = _WILDCARD.sub(lambda m: "x/x" if m.group() == "**" else "x", pattern)
+    try:
+        normalised = Reference.parse(sample, default_tag=None)
+    except UsageError as err:
+        raise UsageError(f"{what} {pattern!r} is not an image name pattern: {err}") from None
+    if normalised.tag or normalised.digest or normalised.name != sample or sample != sample.lower():
+        raise UsageError(
+            f"{what} {pattern!r} is not a normalised registry/repository name",
+            hint="patterns name the registry and the full path, without tag or digest, e.g."
+            " docker.io/library/* or ghcr.io/octo-org/**",
+        )
+    return pattern
+
+
+def check_target_path(path: Any, what: str = "policy") -> str:
+    """A relative target path without ``..``, as TUF target names are."""
+    if not isinstance(path, str) or not _TARGET_PATH.match(path) or ".." in path.split("/"):
+        raise UsageError(
+            f"{what} {path!r} is not a target path",
+            hint="a relative path of letters, digits, '.', '_' and '-', e.g."
+            " policies/official-images.json",
+        )
+    return path
+
+
+def parse_version(text: Any, what: str = "version") -> tuple[int, ...]:
+    if not isinstance(text, str) or not _VERSION.match(text):
+        raise UsageError(f"{what} {text!r} must be a release version such as 1.2.0")
+    return tuple(int(part) for part in text.split("."))
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The numeric release of our own version (``0.2.0.dev1`` is ``(0, 2, 0)``)."""
+    match = re.match(r"\d+(?:\.\d+)*", version)
+    return tuple(int(p) for p in match.group().split(".")) if match else (0,)
+
+
+def _pad(version: tuple[int, ...]) -> tuple[int, ...]:
+    return version + (0,) * (4 - len(version))
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """A mirror's names (``source``) and the canonical names they stand for (``target``)."""
+
+    source: str
+    target: str
+    extra: JSONObject = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        check_pattern(self.source, "rewrite source")
+        check_pattern(self.target, "rewrite target")
+        if _WILDCARD.findall(self.source) != _WILDCARD.findall(self.target):
+            raise UsageError(
+                f"rewrite {self.source!r} -> {self.target!r}: both sides need the same"
+                " wildcards in the same order",
+                hint="e.g. mirror.gcr.io/library/* -> docker.io/library/*",
+            )
+
+    def apply(self, name: str) -> str | None:
+        """The canonical name for ``name``, or None if this rewrite does not apply."""
+        match = _glob_regex(self.source).fullmatch(name)
+        if match is None:
+            return None
+        captured = iter(match.groups())
+        canonical = _WILDCARD.sub(lambda _: next(captured), self.target)
+        # Normalise again: mirror.gcr.io/** -> docker.io/** maps .../alpine to .../library/alpine.
+        return _normalised_name(canonical)
+
+    def to_dict(self) -> JSONObject:
+        return {"from": self.source, "to": self.target, **self.extra}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Image names matching ``pattern`` must satisfy the policy document at target ``policy``."""
+
+    pattern: str
+    policy: str
+    extra: JSONObject = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        check_pattern(self.pattern)
+        check_target_path(self.policy)
+
+    def matches(self, name: str) -> bool:
+        return _glob_regex(self.pattern).fullmatch(name) is not None
+
+    def to_dict(self) -> JSONObject:
+        return {"pattern": self.pattern, "policy": self.policy, **self.extra}
+
+
+@dataclass(frozen=True)
+class MatchedRule:
+    """The rule that applies to an image: its policy target and the canonical name to verify."""
+
+    pattern: str
+    #: Target path of the policy document (see :func:`opk_sign.policy.policy_from_document`).
+    policy: str
+    #: The canonical ``registry/repository`` (after mirror rewrites): signatures must name it.
+    name: str
+    #: The normalised name that was asked about (a mirror's name, when rewritten).
+    requested: str
+    #: Position of the rule in the mapping (0-based).
+    index: int
+
+    @property
+    def rewritten(self) -> bool:
+        return self.name != self.requested
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """The ordered rules and mirror rewrites of ``mapping.json``."""
+
+    rules: tuple[Rule, ...] = ()
+    rewrites: tuple[Rewrite, ...] = ()
+    min_verifier_version: str | None = None
+    extra: JSONObject = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.min_verifier_version is not None:
+            parse_version(self.min_verifier_version, "minVerifierVersion")
+
+    # --- the format
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Mapping:
+        """Parse ``mapping.json`` strictly; every problem is a :class:`TrustError`."""
+        try:
+            doc = parse_json_object(data, MAPPING_TARGET)
+        except FormatError as err:
+            raise TrustError(err.message) from None
+        return cls.from_dict(doc)
+
+    @classmethod
+    def from_dict(cls, doc: AbcMapping[str, Any]) -> Mapping:
+        version = doc.get("version")
+        if version != MAPPING_VERSION:
+            raise TrustError(
+                f"{MAPPING_TARGET}: version {version!r} is not {MAPPING_VERSION}",
+                hint="a newer mapping format needs a newer opk-sign: upgrade it",
+            )
+        try:
+            rules = tuple(
+                Rule(item["pattern"], item["policy"], _extra(item, "pattern", "policy"))
+                for item in _objects(doc, "rules", ("pattern", "policy"))
+            )
+            rewrites = tuple(
+                Rewrite(item["from"], item["to"], _extra(item, "from", "to"))
+                for item in _objects(doc, "rewrites", ("from", "to"), optional=True)
+            )
+            minimum = doc.get("minVerifierVersion")
+            extra = _extra(doc, "version", "rules", "rewrites", "minVerifierVersion")
+            return cls(rules, rewrites, minimum, extra)
+        except UsageError as err:
+            raise TrustError(f"{MAPPING_TARGET}: {err.message}", hint=err.hint) from None
+
+    def to_dict(self) -> JSONObject:
+        doc: JSONObject = {"version": MAPPING_VERSION}
+        if self.min_verifier_version is not None:
+            doc["minVerifierVersion"] = self.min_verifier_version
+        if self.rewrites:
+            doc["rewrites"] = [r.to_dict() for r in self.rewrites]
+        doc["rules"] = [r.to_dict() for r in self.rules]
+        doc.update(self.extra)
+        return doc
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False).encode() + b"\n"
+
+    # --- lookup
+
+    def canonical_name(self, name: str) -> str:
+        """``name`` after the first mirror rewrite that applies (itself if none does)."""
+        for rewrite in self.rewrites:
+            canonical = rewrite.apply(name)
+            if canonical is not None:
+                return canonical
+        return name
+
+    def lookup(self, image: str | Reference) -> MatchedRule | None:
+        """The first rule matching the image's canonical name, or None if no rule does.
+
+        ``image`` is any reference (``alpine``, ``ghcr.io/o/app:v1``, ``name@sha256:…``); only
+        its normalised ``registry/repository`` counts.
+        """
+        reference = image if isinstance(image, Reference) else Reference.parse(image)
+        # Host names are case-insensitive: Docker.IO/library/x must not escape docker.io rules.
+        requested = _normalised_name(f"{reference.registry.lower()}/{reference.repository}")
+        name = self.canonical_name(requested)
+        for index, rule in enumerate(self.rules):
+            if rule.matches(name):
+                return MatchedRule(rule.pattern, rule.policy, name, requested, index)
+        return None
+
+    def policies(self) -> list[str]:
+        """Every policy target the rules name, in rule order, without repeats."""
+        return list(dict.fromkeys(rule.policy for rule in self.rules))
+
+    def check_verifier_version(self, version: str = __version__) -> None:
+        """Refuse (TrustError) to verify with an opk-sign older than the mapping requires."""
+        if self.min_verifier_version is None:
+            return
+        required = parse_version(self.min_verifier_version)
+        if _pad(_release(version)) < _pad(required):
+            raise TrustError(
+                f"the trust repository requires opk-sign {self.min_verifier_version} or newer;"
+                f" this is {version}",
+                hint="upgrade opk-sign: older verifiers may lack checks the policies rely on",
+            )
+
+    # --- editing (maintainer commands)
+
+    def with_rule(self, pattern: str, policy: str) -> Mapping:
+        """The rule for ``pattern`` set to ``policy``: replaced in place, or appended last."""
+        new = Rule(pattern, policy)
+        if all(rule.pattern != pattern for rule in self.rules):
+            return replace(self, rules=(*self.rules, new))
+        rules = tuple(replace(r, policy=policy) if r.pattern == pattern else r for r in self.rules)
+        return replace(self, rules=rules)
+
+    def with_rewrite(self, source: str, target: str) -> Mapping:
+        """The rewrite of ``source`` set to ``target``: replaced in place, or appended last."""
+        new = Rewrite(source, target)
+        kept = [r if r.source != source else replace(r, target=target) for r in self.rewrites]
+        if all(r.source != source for r in self.rewrites):
+            kept.append(new)
+        return replace(self, rewrites=tuple(kept))
+
+    def with_min_verifier_version(self, version: str | None) -> Mapping:
+        if version is not None:
+            parse_version(version, "minimum verifier version")
+        return replace(self, min_verifier_version=version)
+
+
+def _normalised_name(name: str) -> str:
+    return Reference.parse(name, default_tag=None).name
+
+
+def _objects(
+    doc: AbcMapping[str, Any], member: str, strings: tuple[str, ...], *, optional: bool = False
+) -> list[JSONObject]:
+    """``doc[member]``: a list of objects, each with the string members ``strings``."""
+    items = doc.get(member)
+    if items is None and optional:
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise UsageError(f"member {member!r} must be a list of JSON objects")
+    for index, item in enumerate(items):
+        for name in strings:
+            if not isinstance(item.get(name), str):
+                raise UsageError(f"{member}[{index}]: member {name!r} must be a string")
+    return items
+
+
+def _extra(doc: AbcMapping[str, Any], *known: str) -> JSONObject:
+    return {k: v for k, v in doc.items() if k not in known}
+
+
+__all__ = [
+    "MAPPING_TARGET",
+    "MAPPING_VERSION",
+    "Mapping",
+    "MatchedRule",
+    "Rewrite",
+    "Rule",
+    "check_pattern",
+    "check_target_path",
+]
