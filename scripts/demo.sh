@@ -7,7 +7,8 @@
 #   3. entrypoint.py (the container action) runs exactly as a runner runs it: INPUT_* variables,
 #      the GITHUB_* context, the token-request variables, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY;
 #   4. its outputs and step summary are shown, then `opk-sign inspect` shows the referrers;
-#   5. everything is stopped and removed (also on failure or Ctrl-C).
+#   5. `opk-sign verify` proves who signed it (and refuses a policy naming someone else);
+#   6. everything is stopped and removed (also on failure or Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -136,5 +137,21 @@ cat "$work/step_summary"
 
 step "5. opk-sign inspect: the image and its referrers, read back from the registry"
 DOCKER_CONFIG="$work/no-docker-config" "${opk[@]}" inspect "$image"
+
+step "6. opk-sign verify: who signed it, proved from the registry alone"
+# The TSA's certificate chain: its timestamps in the bundles are checked against it.
+"$py" -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1]).read())' \
+    "http://$tsa/api/v1/timestamp/certchain" >"$work/tsa.pem"
+verify=("${opk[@]}" verify "$image" --issuer "$issuer" --tsa-certs "$work/tsa.pem" --no-trust-repo)
+DOCKER_CONFIG="$work/no-docker-config" "${verify[@]}" \
+    --repository octo-org/hello-opk \
+    --signer-workflow 'opk-sign/opk-sign/.github/workflows/sign.yml@refs/tags/v1' \
+    --attestation https://slsa.dev/provenance/v1
+
+step "   The same image against a policy naming another repository (exit 11 expected)"
+status=0
+DOCKER_CONFIG="$work/no-docker-config" "${verify[@]}" --repository octo-org/other || status=$?
+echo "exit code: $status"
+((status == 11)) || { echo "demo: expected exit code 11" >&2; exit 1; }
 
 step "Done in $((SECONDS - started)) s; stopping the registry, the TSA and the emulator"

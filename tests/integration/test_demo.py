@@ -36,6 +36,11 @@ def test_demo_signs_shows_outputs_summary_and_referrers(tmp_path: Path) -> None:
         "| Manifest | Platform | Signed | Attestations |",
         "application/vnd.dev.opk-sign.signature.v1+json",
         "application/vnd.dev.opk-sign.attestation.v1+json",
+        "6. opk-sign verify",
+        "verified (exit 0)",
+        "job_workflow_ref: opk-sign/opk-sign/.github/workflows/sign.yml@refs/tags/v1",
+        "policy-mismatch (exit 11)",
+        "claim 'repository' is 'octo-org/hello-opk'",
     ):
         assert promised in out
     signatures = re.search(r"^signatures = (.*)$", out, re.MULTILINE)
