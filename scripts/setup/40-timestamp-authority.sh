@@ -15,6 +15,17 @@ stamp="$bin.sha256"
 
 log() { echo "40-timestamp-authority: $*" >&2; }
 
+# libfaketime (Debian's faketime): the tests run the verifier with its clock 30 days ahead, to show
+# that a timestamped signature outlives the PK token's 24 hours.
+if ! command -v faketime >/dev/null 2>&1; then
+    log "installing faketime"
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+        faketime >/dev/null
+fi
+
 if ! command -v go >/dev/null 2>&1; then
     log "Go is not installed (need Go 1.25+ to build the timestamp authority)"
     exit 1

@@ -8,6 +8,8 @@ import datetime as dt
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,12 +30,13 @@ from opk_sign.errors import (
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import Keychain
 from opk_sign.oidc import GitHubActionsProvider
-from opk_sign.sign import sign_image
+from opk_sign.sign import SigningOptions, sign_image
 from opk_sign.trust.jwks_archive import JWKSArchive
 from opk_sign.trust.repository import TrustRepository
 from tests.services.images import push_sample_image
 from tests.services.oidc import generated_op_key
 from tests.services.registries import Registry, olareg
+from tests.services.tsa import TimestampAuthority
 from tests.services.tuf import StaticServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("verify-trust")]
@@ -247,3 +250,50 @@ def test_offline_uses_the_cache_and_says_so(
     capsys.readouterr()
     assert cli("verify", "--offline", "--issuer", published.emulator.issuer, published.signed) == 0
     assert "offline: using cached trust data" in capsys.readouterr().err
+
+
+# --- time: a timestamped signature outlives the PK token's 24 hours (item 3) ----------------------
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="needs faketime (scripts/setup)")
+def test_timestamped_signature_verifies_30_days_later_through_the_cli(
+    registry: Registry, tsa: TimestampAuthority, tmp_path: Path
+) -> None:
+    with GitHubOIDCEmulator(key=generated_op_key(0)) as emulator, _client() as c:
+        emulator.set_claims(repository=REPO)
+        stamped = registry.ref("octo-org/stamped", "v1")
+        plain = registry.ref("octo-org/plain", "v1")
+        provider = GitHubActionsProvider(env=emulator.env(), issuer=emulator.issuer)
+        for ref, url in ((stamped, tsa.url), (plain, None)):
+            push_sample_image(c, ref, ("linux/amd64",), index=False)
+            sign_image(ref, provider=provider, client=c, options=SigningOptions(timestamp_url=url))
+        jwks, certs = tmp_path / "jwks.json", tmp_path / "tsa.pem"
+        jwks.write_text(json.dumps(emulator.jwks()))
+        certs.write_bytes(tsa.chain_pem)
+        issuer = emulator.issuer
+
+    def later(*argv: object) -> subprocess.CompletedProcess[str]:
+        # The verifier's whole process runs with its clock 30 days ahead (libfaketime).
+        command = [
+            *("faketime", "+30 days", sys.executable, "-m", "opk_sign.cli", "verify"),
+            *("--issuer", issuer, "--repository", REPO, "--jwks", str(jwks), "--no-trust-repo"),
+            *(str(a) for a in argv),
+        ]
+        return subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+
+    clock = subprocess.run(
+        ["faketime", "+30 days", sys.executable, "-c", "import time; print(time.time())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert float(clock.stdout) > time.time() + 29 * 86400
+    ok = later(stamped, "--tsa-certs", certs)
+    assert ok.returncode == EXIT_OK, ok.stdout + ok.stderr
+    # Without trusting the TSA, the 24-hour policy applies now: expired.
+    expired = later(stamped)
+    assert expired.returncode == EXIT_INVALID_SIGNATURE, expired.stdout + expired.stderr
+    assert "expired" in expired.stdout
+    # Without a timestamp, trusting the TSA does not help.
+    plain_run = later(plain, "--tsa-certs", certs)
+    assert plain_run.returncode == EXIT_INVALID_SIGNATURE, plain_run.stdout + plain_run.stderr
