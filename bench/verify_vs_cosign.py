@@ -52,7 +52,6 @@ from tests.services.registries import Registry, distribution, olareg
 from tests.services.tools import tool_path
 
 from opk_sign import __version__
-from opk_sign.dev import github_oidc
 from opk_sign.dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import Keychain
@@ -73,12 +72,6 @@ COUNTED = 20
 COSIGN_FLAGS = ("--allow-http-registry", "--allow-insecure-registry", "--timeout=60m")
 #: Images per `cosign sign` process at setup (several such processes run at once).
 COSIGN_SIGN_CHUNK = 100
-
-# The emulator answers with two writes (headers, then body) on kept-alive connections, so with
-# Nagle's algorithm on, every request after the first on a connection waits for the client's
-# delayed ACK (~40 ms on Linux). GitHub's real endpoint has no such stall; it is the emulator's,
-# and would be billed to opk-sign (discovery + JWKS on one connection). Off, as Go servers do.
-github_oidc._Handler.disable_nagle_algorithm = True
 
 
 class CountingEmulator(GitHubOIDCEmulator):

@@ -172,6 +172,9 @@ class _QuietServer(ThreadingHTTPServer):
 class _ProxyHandler(BaseHTTPRequestHandler):
     owner: FaultProxy
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle's algorithm on, each kept-alive request
+    # after the first would stall ~40 ms on the client's delayed ACK (as Go servers, turn it off).
+    disable_nagle_algorithm = True
     _upstream: http.client.HTTPConnection | None = None
 
     def log_message(self, format: str, *args: object) -> None:

@@ -573,6 +573,10 @@ class _EmulatorServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _EmulatorServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle's algorithm on, each kept-alive request
+    # after the first would stall ~40 ms on the client's delayed ACK. GitHub's endpoint has no
+    # such stall, so the emulator must not either.
+    disable_nagle_algorithm = True
     server_version = "opk-sign-github-oidc-emulator"
 
     def do_GET(self) -> None:
