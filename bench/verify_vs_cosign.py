@@ -36,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,15 +43,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from tests.services.faultproxy import FaultProxy, fault_proxy
 from tests.services.images import push_sample_image
+from tests.services.oidc import CountingEmulator
 from tests.services.registries import Registry, distribution, olareg
 from tests.services.tools import tool_path
 
 from opk_sign import __version__
-from opk_sign.dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import Keychain
 from opk_sign.oidc import GitHubActionsProvider, JWKSCache
@@ -72,29 +70,6 @@ COUNTED = 20
 COSIGN_FLAGS = ("--allow-http-registry", "--allow-insecure-registry", "--timeout=60m")
 #: Images per `cosign sign` process at setup (several such processes run at once).
 COSIGN_SIGN_CHUNK = 100
-
-
-class CountingEmulator(GitHubOIDCEmulator):
-    """The GitHub OIDC emulator, recording the path of every request it answers."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._count_lock = threading.Lock()
-        self._paths: list[str] = []
-
-    def handle(self, method: str, target: str, authorization: str | None) -> Any:
-        with self._count_lock:
-            self._paths.append(f"{method} {urlsplit(target).path}")
-        return super().handle(method, target, authorization)
-
-    def reset_counts(self) -> None:
-        with self._count_lock:
-            self._paths.clear()
-
-    @property
-    def requests(self) -> list[str]:
-        with self._count_lock:
-            return list(self._paths)
 
 
 @dataclass(frozen=True)

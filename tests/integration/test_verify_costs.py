@@ -20,14 +20,12 @@ Bounds (the verifier's aim: at most 4 registry requests for a single-platform im
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from socketserver import StreamRequestHandler
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -43,7 +41,7 @@ from opk_sign.verify.image import VerifyOptions, verify_image, verify_images
 from opk_sign.verify.keys import LiveJWKS
 from tests.services.faultproxy import FaultProxy, fault_proxy
 from tests.services.images import push_sample_image
-from tests.services.oidc import generated_op_key
+from tests.services.oidc import CountingEmulator, generated_op_key
 from tests.services.registries import Registry, distribution, olareg
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("verify-costs")]
@@ -58,29 +56,6 @@ MAX_REQUESTS_PER_IMAGE = 4
 #: The one-time cost on a registry without the referrers API: the probe that finds it missing.
 REFERRERS_PROBE = 1
 ISSUER_REQUESTS = ["GET /.well-known/openid-configuration", "GET /.well-known/jwks"]
-
-
-class CountingEmulator(GitHubOIDCEmulator):
-    """The GitHub OIDC emulator, recording the path of every request it answers."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._count_lock = threading.Lock()
-        self._paths: list[str] = []
-
-    def handle(self, method: str, target: str, authorization: str | None) -> Any:
-        with self._count_lock:
-            self._paths.append(f"{method} {urlsplit(target).path}")
-        return super().handle(method, target, authorization)
-
-    def reset_counts(self) -> None:
-        with self._count_lock:
-            self._paths.clear()
-
-    @property
-    def requests(self) -> list[str]:
-        with self._count_lock:
-            return list(self._paths)
 
 
 @dataclass(frozen=True)
