@@ -182,7 +182,7 @@ def test_keys_readable_by_others_are_refused(
     ("name", "content", "message"),
     [
         ("p", "issuer: https://token.actions.githubusercontent.com\n", "names no signer"),
-        ("p", "repository: [unclosed\n", "neither YAML nor JSON"),
+        ("p", "repository: [unclosed\n", "not valid YAML or JSON"),
         ("p", "- a list\n", "mapping of policy fields"),
         ("Bad Name", "repository: o/r\n", "policy name"),
         ("p.json", "repository: o/r\n", "policy name"),

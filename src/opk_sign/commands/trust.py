@@ -388,9 +388,9 @@ def _run_repo_init(args: argparse.Namespace) -> int:
 
 
 def _run_set_policy(args: argparse.Namespace) -> int:
-    from opk_sign.trust.repository import read_json_or_yaml
+    from opk_sign.policyfile import load_policy_file
 
-    document = read_json_or_yaml(args.file)
+    document = load_policy_file(args.file)
     repo = _repository(args)
     target = repo.set_policy(args.name, document)
     return _changed(repo, f"Set policy {target}")

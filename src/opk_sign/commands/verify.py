@@ -126,6 +126,8 @@ def build_policy(args: argparse.Namespace) -> AllOf:
                 "give the identity policy as --policy FILE or as flags, not both",
                 hint=f"flags also given: {', '.join('--' + k for k in fields)}",
             )
+        from opk_sign.policyfile import load_policy_file
+
         return policy_from_document(load_policy_file(args.policy), default_issuer=args.issuer)
     if not fields:
         raise UsageError(
@@ -133,20 +135,6 @@ def build_policy(args: argparse.Namespace) -> AllOf:
             hint="require the signer, e.g. --repository octo-org/app (or --policy FILE)",
         )
     return policy_from_fields({"issuer": args.issuer, **fields})
-
-
-def load_policy_file(path: Path) -> Any:
-    import yaml
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read the policy file {path}: {err}") from None
-    try:
-        # YAML is a superset of JSON: one parser for both.
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise UsageError(f"policy file {path} is not valid YAML or JSON: {err}") from None
 
 
 def read_images(args: argparse.Namespace) -> list[str]:

@@ -576,20 +576,6 @@ class TrustRepository(Repository):
         return md.signed
 
 
-def read_json_or_yaml(path: Path) -> Any:
-    """A policy file: YAML (or JSON, which YAML reads too)."""
-    import yaml
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read {path}: {err}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise UsageError(f"{path} is neither YAML nor JSON: {err}") from None
-
-
 __all__ = [
     "DEFAULT_EXPIRY",
     "ONLINE_ROLES",
@@ -597,5 +583,4 @@ __all__ = [
     "TrustRepository",
     "load_signers",
     "parse_duration",
-    "read_json_or_yaml",
 ]
