@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.services.interop import go_gqbench, go_mint, load_minted
 
-from opk_sign import gq
+from opk_sign.pktoken import gq
 
 
 def python_ns_per_op(iterations: int, jwt: str, jwk: dict[str, object]) -> tuple[int, int]:

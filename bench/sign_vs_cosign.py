@@ -31,7 +31,7 @@ from tests.services.images import push_sample_image
 from tests.services.registries import Registry, distribution, olareg
 from tests.services.tools import tool_path
 
-from opk_sign.dev.github_oidc import GitHubOIDCEmulator
+from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import Keychain
 

@@ -55,7 +55,7 @@ from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import Keychain
 from opk_sign.oidc import GitHubActionsProvider, JWKSCache
 from opk_sign.policy import policy_from_fields
-from opk_sign.sign import sign_image
+from opk_sign.sign.image import sign_image
 from opk_sign.verify.image import VerifyOptions, verify_image
 from opk_sign.verify.keys import LiveJWKS
 

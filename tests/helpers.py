@@ -10,9 +10,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from opk_sign import gq
-from opk_sign.dev.github_oidc import OPSigningKey, github_claims, mint_id_token
-from opk_sign.pktoken import GITHUB_ISSUER, PKToken, UserKey, commitment, new_cic_header
+from opk_sign._dev.github_oidc import OPSigningKey, github_claims, mint_id_token
+from opk_sign.pktoken import GITHUB_ISSUER, PKToken, UserKey, commitment, gq, new_cic_header
 
 ASSETS = Path(__file__).parent / "assets"
 

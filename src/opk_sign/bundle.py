@@ -22,9 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from opk_sign.envelope.dsse import Envelope
 from opk_sign.errors import FormatError
 from opk_sign.jose import MAX_JSON_BYTES, CompactJWS, JSONObject, parse_json_object
+from opk_sign.payloads.dsse import Envelope
 from opk_sign.pktoken import PKToken
 
 BUNDLE_MEDIA_TYPE: Final = "application/vnd.dev.opk-sign.bundle.v1+json"

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.bundle import ATTESTATION_ARTIFACT_TYPE, SIGNATURE_ARTIFACT_TYPE, Bundle
-from opk_sign.dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import ExplicitCredentials, Keychain
 from opk_sign.oci.manifest import ImageManifest, parse_manifest

@@ -30,7 +30,7 @@ from opk_sign.bundle import (
     BUNDLE_MEDIA_TYPE,
     SIGNATURE_ARTIFACT_TYPE,
 )
-from opk_sign.cli import main
+from opk_sign.cli.main import main
 from opk_sign.errors import (
     EXIT_INVALID_SIGNATURE,
     EXIT_OK,
@@ -46,7 +46,7 @@ from opk_sign.oci.manifest import canonical_json, empty_descriptor
 from opk_sign.oci.reference import Reference
 from opk_sign.pktoken import GITHUB_ISSUER, StaticJWKS
 from opk_sign.policy import policy_from_fields
-from opk_sign.signer import Signer
+from opk_sign.sign.signer import Signer
 from opk_sign.verify.image import ImageResult, Outcome, VerifyOptions, verify_image
 from tests.helpers import mint, op_key
 from tests.services.images import push_sample_image

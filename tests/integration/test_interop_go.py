@@ -76,7 +76,7 @@ def test_opk_sign_accepts_go_tokens_byte_for_byte(go_sets: list[MintedSet]) -> N
 
 def test_gq_proofs_agree_both_ways(go_sets: list[MintedSet]) -> None:
     """GQ256 over the same RS256 ID token: Go's proof verifies here, ours verifies in Go."""
-    from opk_sign import gq
+    from opk_sign.pktoken import gq
     from tests.services.interop import go_gqverify
 
     s = go_sets[0]

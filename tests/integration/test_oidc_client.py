@@ -18,7 +18,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 
-from opk_sign.dev.github_oidc import GitHubOIDCEmulator, OPSigningKey, github_claims, mint_id_token
+from opk_sign._dev.github_oidc import GitHubOIDCEmulator, OPSigningKey, github_claims, mint_id_token
 from opk_sign.errors import (
     ExpiredTokenError,
     IssuerError,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.bundle import (
     ANNOTATION_IDENTITY,
     ANNOTATION_PREDICATE_TYPE,
@@ -17,9 +18,7 @@ from opk_sign.bundle import (
     SIGNATURE_ARTIFACT_TYPE,
     Bundle,
 )
-from opk_sign.cli import main
-from opk_sign.dev.github_oidc import GitHubOIDCEmulator
-from opk_sign.envelope import SLSA_PROVENANCE_V1, Statement, verify_envelope
+from opk_sign.cli.main import main
 from opk_sign.errors import EXIT_REGISTRY, SigningError, TokenRequestError
 from opk_sign.oci import mediatypes
 from opk_sign.oci.client import RegistryClient
@@ -27,9 +26,10 @@ from opk_sign.oci.credentials import Keychain
 from opk_sign.oci.manifest import ImageIndex, ImageManifest, parse_manifest
 from opk_sign.oci.reference import Reference
 from opk_sign.oidc import GitHubActionsProvider
+from opk_sign.payloads import SLSA_PROVENANCE_V1, Statement, verify_envelope
+from opk_sign.payloads.simplesigning import SimpleSigningPayload
 from opk_sign.pktoken import StaticJWKS, verify_osm, verify_pktoken
-from opk_sign.sign import CustomPredicate, SigningOptions, SigningResult, sign_image
-from opk_sign.simplesigning import SimpleSigningPayload
+from opk_sign.sign.image import CustomPredicate, SigningOptions, SigningResult, sign_image
 from opk_sign.trust.timestamp import verify_timestamp
 from tests.services.faultproxy import Fault, fault_proxy
 from tests.services.images import push_sample_image

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.bundle import ATTESTATION_ARTIFACT_TYPE, SIGNATURE_ARTIFACT_TYPE, Bundle
-from opk_sign.dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.errors import EXIT_INVALID_SIGNATURE, ExpiredTokenError, SigningError, TimestampError
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import Keychain
@@ -23,8 +23,8 @@ from opk_sign.oci.reference import Reference
 from opk_sign.oidc import GitHubActionsProvider
 from opk_sign.pktoken import GITHUB_ISSUER, StaticJWKS
 from opk_sign.policy import policy_from_fields
-from opk_sign.sign import SigningOptions, SigningResult, sign_image
-from opk_sign.signer import Signer
+from opk_sign.sign.image import SigningOptions, SigningResult, sign_image
+from opk_sign.sign.signer import Signer
 from opk_sign.trust.timestamp import request_timestamp
 from opk_sign.verify import verify_attestation_bundle, verify_signature_bundle
 from tests.helpers import mint

@@ -19,7 +19,7 @@ from tuf.api.metadata import Metadata, MetaFile  # type: ignore[attr-defined]
 from tuf.ngclient._internal import trusted_metadata_set
 
 from opk_sign import __version__
-from opk_sign.dev.github_oidc import GitHubOIDCEmulator
+from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.errors import (
     EXIT_INVALID_SIGNATURE,
     EXIT_TRUST,
@@ -29,8 +29,8 @@ from opk_sign.errors import (
 )
 from opk_sign.http import new_session
 from opk_sign.oidc import fetch_jwks
+from opk_sign.payloads.simplesigning import SimpleSigningPayload
 from opk_sign.pktoken import GITHUB_ISSUER, StaticJWKS, new_osm
-from opk_sign.simplesigning import SimpleSigningPayload
 from opk_sign.trust.client import TRUST_DIR_ENV, TrustClient, TrustConfig
 from opk_sign.trust.jwks_archive import JWKSArchive, KeySourceChain
 from opk_sign.trust.repository import load_signers

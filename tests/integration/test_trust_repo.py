@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from tuf.api.metadata import Metadata
 
-from opk_sign.dev.github_oidc import GitHubOIDCEmulator
+from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.errors import EXIT_FAILURE, EXIT_TRUST, EXIT_USAGE
 from opk_sign.trust import repository as repository_module
 from opk_sign.trust.client import jwks_target, write_atomic

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.bundle import BUNDLE_MEDIA_TYPE, SIGNATURE_ARTIFACT_TYPE, Bundle
-from opk_sign.cli import main
-from opk_sign.dev.github_oidc import GitHubOIDCEmulator
+from opk_sign.cli.main import main
 from opk_sign.errors import (
     EXIT_INVALID_SIGNATURE,
     EXIT_NO_SIGNATURES,
@@ -31,7 +31,7 @@ from opk_sign.oci.credentials import Keychain
 from opk_sign.oci.manifest import ImageManifest, parse_manifest
 from opk_sign.oci.reference import Reference
 from opk_sign.oidc import GitHubActionsProvider
-from opk_sign.sign import sign_image
+from opk_sign.sign.image import sign_image
 from opk_sign.verify.vsa import VSA_PREDICATE_TYPE
 from tests.services.faultproxy import Fault, fault_proxy
 from tests.services.images import push_sample_image

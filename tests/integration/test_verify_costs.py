@@ -29,14 +29,14 @@ from typing import Any, cast
 
 import pytest
 
-from opk_sign.cli import main
-from opk_sign.dev.github_oidc import GitHubOIDCEmulator
+from opk_sign._dev.github_oidc import GitHubOIDCEmulator
+from opk_sign.cli.main import main
 from opk_sign.errors import EXIT_OK
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import Keychain
 from opk_sign.oidc import GitHubActionsProvider, JWKSCache
 from opk_sign.policy import policy_from_fields
-from opk_sign.sign import sign_image
+from opk_sign.sign.image import sign_image
 from opk_sign.verify.image import VerifyOptions, verify_image, verify_images
 from opk_sign.verify.keys import LiveJWKS
 from tests.services.faultproxy import FaultProxy, fault_proxy

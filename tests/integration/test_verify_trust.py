@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from opk_sign.cli import main
-from opk_sign.dev.github_oidc import GitHubOIDCEmulator
+from opk_sign._dev.github_oidc import GitHubOIDCEmulator
+from opk_sign.cli.main import main
 from opk_sign.errors import (
     EXIT_INVALID_SIGNATURE,
     EXIT_NO_SIGNATURES,
@@ -30,7 +30,7 @@ from opk_sign.errors import (
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import Keychain
 from opk_sign.oidc import GitHubActionsProvider
-from opk_sign.sign import SigningOptions, sign_image
+from opk_sign.sign.image import SigningOptions, sign_image
 from opk_sign.trust.jwks_archive import JWKSArchive
 from opk_sign.trust.repository import TrustRepository
 from tests.services.images import push_sample_image

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opk_sign.dev.sample_image import DEFAULT_PLATFORMS
-from opk_sign.dev.sample_image import push_sample_image as _push
+from opk_sign._dev.sample_image import DEFAULT_PLATFORMS
+from opk_sign._dev.sample_image import push_sample_image as _push
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.descriptor import Descriptor
 

@@ -10,7 +10,7 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from opk_sign.dev.github_oidc import GitHubOIDCEmulator, OPSigningKey
+from opk_sign._dev.github_oidc import GitHubOIDCEmulator, OPSigningKey
 
 
 @cache

@@ -76,7 +76,7 @@ def write_vectors(out: Path) -> None:
     tests/assets/keys (so the JWKS needs no file), the TSA's chain and a second TSA's chain."""
     from dataclasses import replace
 
-    from opk_sign.signer import Signer
+    from opk_sign.sign.signer import Signer
     from opk_sign.trust.timestamp import request_timestamp
     from tests.helpers import mint
 

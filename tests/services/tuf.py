@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opk_sign.cli import main
+from opk_sign.cli.main import main
 from opk_sign.pktoken import GITHUB_ISSUER
 from opk_sign.trust.client import TrustClient, TrustConfig
 from opk_sign.trust.repository import TrustRepository

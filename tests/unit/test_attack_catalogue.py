@@ -35,10 +35,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from opk_sign import gq
+from opk_sign._dev.github_oidc import OPSigningKey, github_claims
 from opk_sign.bundle import BUNDLE_MEDIA_TYPE, Bundle
-from opk_sign.dev.github_oidc import OPSigningKey, github_claims
-from opk_sign.envelope import INTOTO_PAYLOAD_TYPE, Statement, Subject, pae
 from opk_sign.errors import (
     EXIT_INVALID_SIGNATURE,
     EXIT_POLICY_MISMATCH,
@@ -55,6 +53,8 @@ from opk_sign.errors import (
     SignatureError,
 )
 from opk_sign.jose import b64decode, b64encode, go_json, jwk_thumbprint
+from opk_sign.payloads import INTOTO_PAYLOAD_TYPE, Statement, Subject, pae
+from opk_sign.payloads.simplesigning import SimpleSigningPayload
 from opk_sign.pktoken import (
     GITHUB_ISSUER,
     ExpiryPolicy,
@@ -63,11 +63,11 @@ from opk_sign.pktoken import (
     StaticJWKS,
     UserKey,
     commitment,
+    gq,
     new_cic_header,
 )
 from opk_sign.pktoken.verify import MAX_AGE_24H, OIDC, select_key
 from opk_sign.policy import FIELDS, IdentityPolicy, policy_from_fields
-from opk_sign.simplesigning import SimpleSigningPayload
 from opk_sign.verify import verify_attestation_bundle, verify_signature_bundle
 from tests.helpers import ASSETS, op_key
 

@@ -21,7 +21,7 @@ from opk_sign.bundle import (
 )
 from opk_sign.errors import FormatError
 from opk_sign.pktoken import GITHUB_ISSUER
-from opk_sign.signer import Signer
+from opk_sign.sign.signer import Signer
 from tests.helpers import Minted, mint
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "bundle.schema.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from opk_sign import __version__
-from opk_sign.cli import main
+from opk_sign.cli.main import main
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from opk_sign.dev.github_oidc import github_claims
-from opk_sign.envelope import (
+from opk_sign._dev.github_oidc import github_claims
+from opk_sign.errors import FormatError, SignatureError
+from opk_sign.payloads import (
     GITHUB_WORKFLOW_BUILD_TYPE,
     INTOTO_PAYLOAD_TYPE,
     STATEMENT_TYPE,
@@ -23,8 +24,7 @@ from opk_sign.envelope import (
     sign_envelope,
     verify_envelope,
 )
-from opk_sign.envelope.provenance import workflow_path
-from opk_sign.errors import FormatError, SignatureError
+from opk_sign.payloads.provenance import workflow_path
 from opk_sign.pktoken import GITHUB_ISSUER
 
 DIGEST = "sha256:" + "ab" * 32

@@ -26,8 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from opk_sign import cli
-from opk_sign.dev.github_oidc import (
+from opk_sign._dev.github_oidc import (
     NOT_BEFORE_SKEW,
     TOKEN_LIFETIME,
     GitHubOIDCEmulator,
@@ -35,6 +34,7 @@ from opk_sign.dev.github_oidc import (
     github_claims,
     mint_id_token,
 )
+from opk_sign.cli import main as cli  # the module
 from opk_sign.errors import UsageError
 from tests.services.oidc import generated_op_key
 

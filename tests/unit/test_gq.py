@@ -7,10 +7,10 @@ import hashlib
 
 import pytest
 
-from opk_sign import gq
-from opk_sign.dev.github_oidc import OPSigningKey, github_claims, mint_id_token
+from opk_sign._dev.github_oidc import OPSigningKey, github_claims, mint_id_token
 from opk_sign.errors import FormatError, GQProofError, OpkSignError
 from opk_sign.jose import CompactJWS, b64decode, b64encode
+from opk_sign.pktoken import gq
 from tests.helpers import op_key
 
 # ISO/IEC 14888-2 GQ1 example (as used by the Go reference's gq_iso_test.go): SHA-1 as the hash,

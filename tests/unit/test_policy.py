@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from opk_sign.dev.github_oidc import github_claims
+from opk_sign._dev.github_oidc import github_claims
 from opk_sign.errors import PolicyError, UsageError
 from opk_sign.pktoken import GITHUB_ISSUER
 from opk_sign.policy import (

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opk_sign.errors import EXIT_NO_SIGNATURES, EXIT_OK, EXIT_POLICY_MISMATCH, EXIT_USAGE
-from opk_sign.prcheck import (
+from opk_sign.prcheck.dockerfile import (
     ImageUse,
     Problem,
     Scan,

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from opk_sign import action
-from opk_sign.action import ActionInputs, docker_config_dir, keychain, summary_markdown
+from opk_sign.actions import sign as action
+from opk_sign.actions.sign import ActionInputs, docker_config_dir, keychain, summary_markdown
 from opk_sign.errors import UsageError
 from opk_sign.identity import SignerIdentity
 from opk_sign.oci.reference import Reference
-from opk_sign.sign import Attestation, SignedManifest, SigningResult
+from opk_sign.sign.image import Attestation, SignedManifest, SigningResult
 
 TOKEN = "ghs_" + "x" * 36
 
@@ -117,7 +117,7 @@ def test_summary_is_a_markdown_table_with_raw_json() -> None:
 
 
 def test_cli_text_summary_names_digest_identity_and_referrers() -> None:
-    from opk_sign.commands.sign import format_result
+    from opk_sign.cli.sign import format_result
 
     identity = SignerIdentity(issuer="https://i", subject="s", job_workflow_ref="o/r/w.yml@refs/v")
     result = SigningResult(

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from opk_sign._dev.github_oidc import github_claims, mint_id_token
 from opk_sign.bundle import (
     ANNOTATION_CREATED,
     ANNOTATION_IDENTITY,
@@ -19,8 +20,6 @@ from opk_sign.bundle import (
     ANNOTATION_PREDICATE_TYPE,
     ANNOTATION_REPOSITORY,
 )
-from opk_sign.dev.github_oidc import github_claims, mint_id_token
-from opk_sign.envelope import SLSA_PROVENANCE_V1, Statement, verify_envelope
 from opk_sign.errors import (
     EXIT_REGISTRY,
     FormatError,
@@ -35,8 +34,10 @@ from opk_sign.oci.descriptor import Descriptor, Platform
 from opk_sign.oci.manifest import canonical_json, parse_manifest
 from opk_sign.oci.reference import Reference
 from opk_sign.oidc import JWKSCache
+from opk_sign.payloads import SLSA_PROVENANCE_V1, Statement, verify_envelope
+from opk_sign.payloads.simplesigning import SIGNATURE_TYPE, SimpleSigningPayload
 from opk_sign.pktoken import GITHUB_ISSUER, StaticJWKS, UserKey, verify_osm, verify_pktoken
-from opk_sign.sign import (
+from opk_sign.sign.image import (
     CustomPredicate,
     ManifestToSign,
     _failure,
@@ -44,8 +45,7 @@ from opk_sign.sign import (
     collect_manifests,
     obtain_signer,
 )
-from opk_sign.signer import CREATOR, Signer
-from opk_sign.simplesigning import SIGNATURE_TYPE, SimpleSigningPayload
+from opk_sign.sign.signer import CREATOR, Signer
 from tests.helpers import Minted, mint, op_key
 
 DIGEST = "sha256:" + "ab" * 32

@@ -18,12 +18,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from requests.adapters import BaseAdapter
 
-from opk_sign.action import ActionInputs, signing_options
+from opk_sign.actions.sign import ActionInputs, signing_options
 from opk_sign.bundle import Bundle, Timestamp
-from opk_sign.cli import build_parser
-from opk_sign.cli import main as cli_main
-from opk_sign.commands.sign import PUBLIC_TSA, timestamp_url
-from opk_sign.envelope.dsse import EnvelopeSignature
+from opk_sign.cli.main import build_parser
+from opk_sign.cli.main import main as cli_main
+from opk_sign.cli.sign import PUBLIC_TSA, timestamp_url
 from opk_sign.errors import (
     ExpiredTokenError,
     FormatError,
@@ -33,10 +32,11 @@ from opk_sign.errors import (
     UsageError,
 )
 from opk_sign.jose import CompactJWS
+from opk_sign.payloads.dsse import EnvelopeSignature
 from opk_sign.pktoken import GITHUB_ISSUER, StaticJWKS
 from opk_sign.pktoken.verify import NEVER
 from opk_sign.policy import policy_from_fields
-from opk_sign.sign import SigningOptions
+from opk_sign.sign.image import SigningOptions
 from opk_sign.trust.timestamp import (
     DEFAULT_TIMESTAMP_URL,
     TSATrust,

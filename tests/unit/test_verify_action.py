@@ -13,10 +13,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opk_sign.cli import build_parser
-from opk_sign.commands.verify import build_options
-from opk_sign.errors import EXIT_NO_SIGNATURES, EXIT_OK, EXIT_POLICY_MISMATCH, UsageError
-from opk_sign.ghactions import (
+from opk_sign.actions.report import (
     error_annotation,
     escape_data,
     escape_property,
@@ -25,10 +22,7 @@ from opk_sign.ghactions import (
     untrusted_block,
     workflow_command,
 )
-from opk_sign.pktoken import GITHUB_ISSUER
-from opk_sign.verify.cliargs import policy_field_names, verification_parser
-from opk_sign.verify.image import BundleCheck, ImageResult, ManifestResult, Outcome, VerifyOptions
-from opk_sign.verify_action import (
+from opk_sign.actions.verify import (
     annotation_lines,
     exit_code,
     options_namespace,
@@ -37,6 +31,12 @@ from opk_sign.verify_action import (
     summary_markdown,
     verify_arguments,
 )
+from opk_sign.cli.main import build_parser
+from opk_sign.cli.options import policy_field_names, verification_parser
+from opk_sign.cli.verify import build_options
+from opk_sign.errors import EXIT_NO_SIGNATURES, EXIT_OK, EXIT_POLICY_MISMATCH, UsageError
+from opk_sign.pktoken import GITHUB_ISSUER
+from opk_sign.verify.image import BundleCheck, ImageResult, ManifestResult, Outcome, VerifyOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "ab" * 32

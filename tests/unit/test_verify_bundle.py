@@ -6,8 +6,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from opk_sign.bundle import Bundle
-from opk_sign.envelope import INTOTO_PAYLOAD_TYPE, Statement, Subject, sign_envelope
-from opk_sign.envelope.dsse import Envelope
 from opk_sign.errors import (
     OSMError,
     PayloadMismatchError,
@@ -15,9 +13,11 @@ from opk_sign.errors import (
     SignatureError,
     VerificationError,
 )
+from opk_sign.payloads import INTOTO_PAYLOAD_TYPE, Statement, Subject, sign_envelope
+from opk_sign.payloads.dsse import Envelope
+from opk_sign.payloads.simplesigning import SimpleSigningPayload
 from opk_sign.pktoken import GITHUB_ISSUER, StaticJWKS, new_osm
 from opk_sign.policy import policy_from_fields
-from opk_sign.simplesigning import SimpleSigningPayload
 from opk_sign.verify import verify_attestation_bundle, verify_signature_bundle
 from tests.helpers import Minted, mint
 

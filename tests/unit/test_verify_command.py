@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from opk_sign.cli import build_parser
-from opk_sign.commands.verify import build_policy, format_summary, read_images
-from opk_sign.envelope.provenance import SLSA_PROVENANCE_V1
+from opk_sign.cli.main import build_parser
+from opk_sign.cli.verify import build_policy, format_summary, read_images
 from opk_sign.errors import PolicyError, TrustError, UsageError
 from opk_sign.http import HTTPConfig, new_session
 from opk_sign.oci import mediatypes
+from opk_sign.payloads.provenance import SLSA_PROVENANCE_V1
 from opk_sign.pktoken import GITHUB_ISSUER
 from opk_sign.verify.image import BundleCheck, ImageResult, ManifestResult, Outcome
 from opk_sign.verify.keys import LiveJWKS, jwks_from_file

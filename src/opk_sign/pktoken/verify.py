@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from opk_sign import gq
 from opk_sign.errors import (
     CommitmentError,
     ExpiredTokenError,
@@ -22,6 +21,7 @@ from opk_sign.errors import (
     TrustError,
 )
 from opk_sign.jose import JSONObject, verify
+from opk_sign.pktoken import gq
 from opk_sign.pktoken.cic import ClientInstanceClaims
 from opk_sign.pktoken.token import PKToken
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from opk_sign.bundle import Bundle
-from opk_sign.envelope import INTOTO_PAYLOAD_TYPE, Statement, verify_envelope
 from opk_sign.errors import FormatError, OSMError, PayloadMismatchError, TimestampError
+from opk_sign.payloads import INTOTO_PAYLOAD_TYPE, Statement, verify_envelope
+from opk_sign.payloads.simplesigning import SimpleSigningPayload
 from opk_sign.pktoken import (
     ExpiryPolicy,
     OPKeySource,
@@ -29,7 +30,6 @@ from opk_sign.pktoken import (
 )
 from opk_sign.pktoken.verify import MAX_AGE_24H
 from opk_sign.policy import IdentityPolicy
-from opk_sign.simplesigning import SimpleSigningPayload
 from opk_sign.trust.timestamp import TSATrust, verify_timestamp
 
 

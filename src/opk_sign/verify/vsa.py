@@ -14,9 +14,9 @@ import json
 from typing import Final
 
 from opk_sign import __version__
-from opk_sign.envelope.intoto import Statement, Subject
-from opk_sign.envelope.provenance import SLSA_PROVENANCE_V1
 from opk_sign.oci.mediatypes import INDEX_MEDIA_TYPES
+from opk_sign.payloads.intoto import Statement, Subject
+from opk_sign.payloads.provenance import SLSA_PROVENANCE_V1
 from opk_sign.verify.image import ImageResult, Outcome
 
 VSA_PREDICATE_TYPE: Final = "https://slsa.dev/verification_summary/v1"

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from opk_sign.cli import main
+from opk_sign.cli.main import main
 from opk_sign.errors import EXIT_REGISTRY, RegistryAuthError
 from opk_sign.oci.credentials import ExplicitCredentials, Keychain
 from opk_sign.oci.dockerconfig import DockerConfig

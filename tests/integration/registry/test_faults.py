@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from opk_sign.cli import main
+from opk_sign.cli.main import main
 from opk_sign.errors import EXIT_REGISTRY, RegistryError, RegistryUnavailableError
 from opk_sign.http import HTTPConfig
 from opk_sign.oci.client import RegistryClient

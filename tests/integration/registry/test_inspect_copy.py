@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from opk_sign.cli import main
+from opk_sign.cli.main import main
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.descriptor import Descriptor
 from tests.integration.registry.conftest import unique

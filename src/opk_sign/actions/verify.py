@@ -1,7 +1,7 @@
 """The verify action (verify/action.yml, entrypoint.py ``verify``): images and a policy in,
 a verdict per image out, through the same library calls as ``opk-sign verify``.
 
-Runner contract, as for the signing action (``opk_sign.action``): inputs arrive only as
+Runner contract, as for the signing action (``opk_sign.actions.sign``): inputs arrive only as
 ``INPUT_*`` environment variables, never through a shell, and a value that looks like a
 command-line flag is refused; outputs go to ``$GITHUB_OUTPUT`` (heredoc with a random delimiter),
 a table to ``$GITHUB_STEP_SUMMARY``, and an ``::error`` annotation per image that failed. The
@@ -23,9 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from opk_sign.action import docker_config_dir
-from opk_sign.errors import EXIT_FAILURE, EXIT_OK, OpkSignError, UsageError
-from opk_sign.ghactions import (
+from opk_sign.actions.report import (
     ResultRow,
     error_annotation,
     md_details,
@@ -36,10 +34,12 @@ from opk_sign.ghactions import (
     verification_table,
     worst_exit_code,
 )
+from opk_sign.actions.sign import docker_config_dir
+from opk_sign.cli.options import ISSUER_VAR, policy_field_names, verification_parser
+from opk_sign.errors import EXIT_FAILURE, EXIT_OK, OpkSignError, UsageError
 from opk_sign.oci.credentials import ExplicitCredentials, Keychain
 from opk_sign.oci.dockerconfig import DockerConfig
 from opk_sign.pktoken import GITHUB_ISSUER
-from opk_sign.verify.cliargs import ISSUER_VAR, policy_field_names, verification_parser
 from opk_sign.verify.image import ImageResult, VerifyOptions
 
 #: Images one step may verify; as ``opk-sign verify --images-from``.
@@ -208,7 +208,7 @@ def print_untrusted(lines: Sequence[str]) -> None:
 def run(env: Mapping[str, str]) -> int:
     from actions_toolkit import core
 
-    from opk_sign.commands.verify import build_options, format_result
+    from opk_sign.cli.verify import build_options, format_result
     from opk_sign.oci.client import RegistryClient
     from opk_sign.verify.image import verify_images
 

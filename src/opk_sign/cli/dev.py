@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from opk_sign.cli.options import add_registry_options
 from opk_sign.errors import UsageError
-from opk_sign.oci.cliargs import add_registry_options
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,9 +68,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run_push_sample(args: argparse.Namespace) -> int:
-    from opk_sign.dev.sample_image import DEFAULT_PLATFORMS, push_sample_image
+    from opk_sign._dev.sample_image import DEFAULT_PLATFORMS, push_sample_image
+    from opk_sign.cli.options import registry_client
     from opk_sign.errors import FormatError
-    from opk_sign.oci.cliargs import registry_client
     from opk_sign.oci.reference import Reference
 
     reference = Reference.parse(args.image)
@@ -132,7 +132,7 @@ def _write_env_file(path: Path, text: str) -> None:
 
 
 def _run_github_oidc(args: argparse.Namespace) -> int:
-    from opk_sign.dev.github_oidc import GitHubOIDCEmulator
+    from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 
     claims = _load_claims(args.claims) if args.claims else {}
     if args.issuer:

@@ -3,7 +3,7 @@
 Pure logic, no I/O.
 """
 
-from opk_sign.envelope.dsse import (
+from opk_sign.payloads.dsse import (
     INTOTO_PAYLOAD_TYPE,
     Envelope,
     EnvelopeSignature,
@@ -11,8 +11,8 @@ from opk_sign.envelope.dsse import (
     sign_envelope,
     verify_envelope,
 )
-from opk_sign.envelope.intoto import STATEMENT_TYPE, Statement, Subject
-from opk_sign.envelope.provenance import (
+from opk_sign.payloads.intoto import STATEMENT_TYPE, Statement, Subject
+from opk_sign.payloads.provenance import (
     GITHUB_WORKFLOW_BUILD_TYPE,
     SLSA_PROVENANCE_V1,
     github_provenance,

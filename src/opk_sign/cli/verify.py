@@ -11,10 +11,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from opk_sign.cli.options import add_registry_options, add_verification_options
 from opk_sign.errors import EXIT_USAGE, UsageError
-from opk_sign.oci.cliargs import add_registry_options
 from opk_sign.policy import FIELDS
-from opk_sign.verify.cliargs import add_verification_options
 
 if TYPE_CHECKING:
     from opk_sign.policy import AllOf
@@ -299,7 +298,7 @@ def tsa_trust(args: argparse.Namespace, trust: TrustClient | None) -> TSATrust |
 
 
 def run(args: argparse.Namespace) -> int:
-    from opk_sign.oci.cliargs import registry_client
+    from opk_sign.cli.options import registry_client
     from opk_sign.verify.image import (
         DEFAULT_JOBS,
         VerifyOptions,

@@ -22,7 +22,10 @@ from opk_sign.bundle import (
     ANNOTATION_REPOSITORY,
     Bundle,
 )
-from opk_sign.envelope import (
+from opk_sign.errors import FormatError
+from opk_sign.identity import SignerIdentity
+from opk_sign.jose import JSONObject
+from opk_sign.payloads import (
     INTOTO_PAYLOAD_TYPE,
     SLSA_PROVENANCE_V1,
     Statement,
@@ -30,11 +33,8 @@ from opk_sign.envelope import (
     github_provenance,
     sign_envelope,
 )
-from opk_sign.errors import FormatError
-from opk_sign.identity import SignerIdentity
-from opk_sign.jose import JSONObject
+from opk_sign.payloads.simplesigning import SimpleSigningPayload
 from opk_sign.pktoken import PKToken, UserKey, new_osm
-from opk_sign.simplesigning import SimpleSigningPayload
 
 CREATOR: Final = f"opk-sign/{__version__}"
 

@@ -33,7 +33,6 @@ from typing import Any, Final
 
 import requests
 
-from opk_sign import gq
 from opk_sign.bundle import BUNDLE_MEDIA_TYPE, Bundle
 from opk_sign.errors import (
     EXIT_FAILURE,
@@ -57,11 +56,12 @@ from opk_sign.pktoken import (
     StaticJWKS,
     UserKey,
     commitment,
+    gq,
     new_cic_header,
     verify_pktoken,
 )
 from opk_sign.pktoken.verify import select_key
-from opk_sign.signer import Signer
+from opk_sign.sign.signer import Signer
 from opk_sign.trust.timestamp import request_timestamp
 
 log = logging.getLogger(__name__)

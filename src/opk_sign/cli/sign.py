@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from opk_sign.cli.options import add_registry_options
 from opk_sign.errors import UsageError
-from opk_sign.oci.cliargs import add_registry_options
 
 if TYPE_CHECKING:
-    from opk_sign.sign import SigningResult
+    from opk_sign.sign.image import SigningResult
 
 #: For --help only (importing opk_sign.trust.timestamp here would slow every command down); the
 #: default itself is opk_sign.trust.timestamp.DEFAULT_TIMESTAMP_URL.
@@ -106,10 +106,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from opk_sign.oci.cliargs import registry_client
+    from opk_sign.cli.options import registry_client
     from opk_sign.oci.reference import Reference
     from opk_sign.oidc import GitHubActionsProvider
-    from opk_sign.sign import CustomPredicate, SigningOptions, sign_image
+    from opk_sign.sign.image import CustomPredicate, SigningOptions, sign_image
 
     if args.predicate_type and not args.predicate:
         raise UsageError("--predicate-type needs --predicate FILE")

@@ -24,7 +24,7 @@ from opk_sign.oci.dockerconfig import DockerConfig
 from opk_sign.oci.reference import Reference
 from opk_sign.oidc import GitHubActionsProvider, TokenProvider
 from opk_sign.oidc.github import REQUEST_TOKEN_VAR
-from opk_sign.sign import CustomPredicate, SigningOptions, SigningResult, sign_image
+from opk_sign.sign.image import CustomPredicate, SigningOptions, SigningResult, sign_image
 from opk_sign.trust.timestamp import DEFAULT_TIMESTAMP_URL, TIMESTAMP_URL_VAR
 
 #: Where GitHub mounts the runner's ``$RUNNER_TEMP/_github_home`` inside a container action.

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from opk_sign.oci.cliargs import add_registry_options, registry_client
+from opk_sign.cli.options import add_registry_options, registry_client
 from opk_sign.oci.copy import copy_image
 from opk_sign.oci.reference import Reference
 

@@ -12,12 +12,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from opk_sign.cli.options import add_registry_options, add_verification_options
 from opk_sign.errors import UsageError
-from opk_sign.oci.cliargs import add_registry_options
-from opk_sign.verify.cliargs import add_verification_options
 
 if TYPE_CHECKING:
-    from opk_sign.prcheck import Finding, Scan
+    from opk_sign.prcheck.dockerfile import Finding, Scan
     from opk_sign.verify.image import ImageResult
 
 EPILOG = """\
@@ -140,13 +139,13 @@ def changed_dockerfiles(base: str, root: Path) -> list[str]:
             hint="the base must be in the clone: check out with `fetch-depth: 0` "
             "(actions/checkout) or fetch the base branch first",
         ) from None
-    from opk_sign.prcheck import is_dockerfile
+    from opk_sign.prcheck.dockerfile import is_dockerfile
 
     return [path for path in out.split("\0") if path and is_dockerfile(path)]
 
 
 def tracked_dockerfiles(root: Path) -> list[str]:
-    from opk_sign.prcheck import is_dockerfile
+    from opk_sign.prcheck.dockerfile import is_dockerfile
 
     out = _git(["ls-files", "-z"], cwd=root)
     return [path for path in out.split("\0") if path and is_dockerfile(path)]
@@ -173,9 +172,9 @@ def _read(path: Path, what: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from opk_sign.commands.verify import build_options
-    from opk_sign.oci.cliargs import registry_client
-    from opk_sign.prcheck import (
+    from opk_sign.cli.options import registry_client
+    from opk_sign.cli.verify import build_options
+    from opk_sign.prcheck.dockerfile import (
         Scan,
         distinct_images,
         exit_code,
@@ -239,8 +238,8 @@ def report(
     """The text report, then annotations, the step summary and the outputs (in Actions)."""
     from actions_toolkit import core
 
-    from opk_sign.ghactions import result_document, untrusted_block
-    from opk_sign.prcheck import annotation_lines, report_lines, summary_markdown
+    from opk_sign.actions.report import result_document, untrusted_block
+    from opk_sign.prcheck.dockerfile import annotation_lines, report_lines, summary_markdown
 
     annotate = args.annotations
     if annotate is None:

@@ -32,8 +32,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Final
 
-from opk_sign.errors import EXIT_OK, EXIT_USAGE, OpkSignError
-from opk_sign.ghactions import (
+from opk_sign.actions.report import (
     ResultRow,
     error_annotation,
     md_code,
@@ -42,6 +41,7 @@ from opk_sign.ghactions import (
     verification_table,
     worst_exit_code,
 )
+from opk_sign.errors import EXIT_OK, EXIT_USAGE, OpkSignError
 from opk_sign.oci.reference import Reference
 from opk_sign.verify.image import ImageResult
 

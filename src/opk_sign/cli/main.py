@@ -1,19 +1,23 @@
 """The `opk-sign` command line.
 
-Each subcommand lives in its own module under ``opk_sign.commands`` and exposes
-``register(subparsers)``, which adds its parser and sets ``func`` (``(args) -> int``).
+Each subcommand lives in its own module of this package and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` (``(args) -> int``). They are listed here, in help order.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import Final
 
-from opk_sign import __version__, commands
+from opk_sign import __version__
+from opk_sign.cli import copy, dev, inspect, sign, trust, verify
+from opk_sign.cli import prcheck as pr_check
 from opk_sign.errors import EXIT_FAILURE, EXIT_USAGE, OpkSignError
+
+#: Every subcommand, in the order ``opk-sign --help`` lists them.
+SUBCOMMANDS: Final = (sign, verify, pr_check, inspect, copy, trust, dev)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,9 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"opk-sign {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        module.register(sub)
+    for command in SUBCOMMANDS:
+        command.register(sub)
     return parser
 
 
