@@ -56,8 +56,8 @@ from opk_sign.oci.credentials import Keychain
 from opk_sign.oidc import GitHubActionsProvider, JWKSCache
 from opk_sign.policy import policy_from_fields
 from opk_sign.sign.image import sign_image
-from opk_sign.verify.image import VerifyOptions, verify_image
-from opk_sign.verify.keys import LiveJWKS
+from opk_sign.verify.image import verify_image
+from opk_sign.verify.options import VerifyOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 OPK_SIGN = ROOT / ".venv" / "bin" / "opk-sign"
@@ -138,7 +138,7 @@ class Bench:
     def options(self) -> VerifyOptions:
         policy = policy_from_fields({"issuer": self.emulator.issuer, "repository": self.repository})
         return VerifyOptions(
-            policy=policy, keys=LiveJWKS(), issuers=frozenset({self.emulator.issuer})
+            policy=policy, keys=JWKSCache(), issuers=frozenset({self.emulator.issuer})
         )
 
     # --- setup: the fleet -------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Who signed: the signer identity read from a verified GitHub Actions ID token's claims.
 
-Pure logic. The identity is what verifiers pin (DESIGN.md, "Verification"); here it is also
+Pure logic. The identity is what verifiers pin (docs/verify.md); here it is also
 written as unsigned hints (artifact annotations, the simple-signing payload's ``optional``) and
 shown to people. ``job_workflow_ref`` is the principal: in a reusable workflow it names that
 workflow, which the calling repository cannot forge.
@@ -10,9 +10,46 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Final
 
 from opk_sign.errors import FormatError
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A GitHub Actions ID token claim that says something about the signer."""
+
+    #: The claim's name in the token (and the PK token's payload).
+    name: str
+    #: Its identity-policy field (flag ``--<field>``, policy-file key), if a policy can require it.
+    field: str | None = None
+    #: Shown as "who signed" in reports, JSON results and VSAs.
+    shown: bool = False
+
+
+#: The one list of signer claims; every other list (policy fields, claims shown) is drawn from it.
+CLAIMS: Final = (
+    Claim("iss", "issuer", shown=True),
+    Claim("sub"),
+    Claim("repository", "repository", shown=True),
+    Claim("repository_id", "repository-id", shown=True),
+    Claim("repository_owner", "owner", shown=True),
+    Claim("repository_owner_id", "owner-id"),
+    Claim("job_workflow_ref", "signer-workflow", shown=True),
+    Claim("workflow_ref", "workflow-ref", shown=True),
+    Claim("ref", "ref", shown=True),
+    Claim("ref_type", "ref-type"),
+    Claim("sha", "sha", shown=True),
+    Claim("event_name", "event", shown=True),
+    Claim("run_id"),
+    Claim("run_attempt"),
+    Claim("runner_environment", "runner-environment", shown=True),
+    Claim("environment", "environment"),
+)
+#: Identity-policy fields (flags and policy-file keys) and the claim each one checks.
+POLICY_FIELDS: Final[dict[str, str]] = {c.field: c.name for c in CLAIMS if c.field}
+#: Claims shown as "who signed" in reports and VSAs, in this order.
+SHOWN_CLAIMS: Final = tuple(c.name for c in CLAIMS if c.shown)
 
 #: Members named differently from the claims they hold.
 _CLAIM_NAMES = {"issuer": "iss", "subject": "sub"}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from opk_sign.errors import PolicyError, UsageError
+from opk_sign.identity import POLICY_FIELDS
 from opk_sign.pktoken import GITHUB_ISSUER
 
 Claims = Mapping[str, Any]
@@ -122,21 +123,21 @@ def _group(policy: IdentityPolicy) -> str:
 
 
 #: Policy fields, as flags and policy-file keys, and the PK token claim each one checks.
-FIELDS: Final[dict[str, str]] = {
-    "issuer": "iss",
-    "repository": "repository",
-    "repository-id": "repository_id",
-    "owner": "repository_owner",
-    "owner-id": "repository_owner_id",
-    "signer-workflow": "job_workflow_ref",
-    "workflow-ref": "workflow_ref",
-    "ref": "ref",
-    "ref-type": "ref_type",
-    "sha": "sha",
-    "event": "event_name",
-    "runner-environment": "runner_environment",
-    "environment": "environment",
-}
+FIELDS: Final = POLICY_FIELDS
+
+
+#: Policy fields that take no -regex variant: the issuer picks which keys to fetch.
+NO_REGEX: Final = frozenset({"issuer"})
+
+
+def policy_field_names() -> list[str]:
+    """Every policy field as a flag or action input name: ``repository``, ``repository-regex``..."""
+    names: list[str] = []
+    for name in FIELDS:
+        names.append(name)
+        if name not in NO_REGEX:
+            names.append(f"{name}-regex")
+    return names
 
 
 def policy_from_fields(

@@ -47,7 +47,9 @@ from opk_sign.oci.reference import Reference
 from opk_sign.pktoken import GITHUB_ISSUER, StaticJWKS
 from opk_sign.policy import policy_from_fields
 from opk_sign.sign.signer import Signer
-from opk_sign.verify.image import ImageResult, Outcome, VerifyOptions, verify_image
+from opk_sign.verify.image import verify_image
+from opk_sign.verify.options import VerifyOptions
+from opk_sign.verify.outcome import ImageResult, Outcome
 from tests.helpers import mint, op_key
 from tests.services.images import push_sample_image
 from tests.services.registries import Registry, distribution, olareg

@@ -37,8 +37,8 @@ from opk_sign.oci.credentials import Keychain
 from opk_sign.oidc import GitHubActionsProvider, JWKSCache
 from opk_sign.policy import policy_from_fields
 from opk_sign.sign.image import sign_image
-from opk_sign.verify.image import VerifyOptions, verify_image, verify_images
-from opk_sign.verify.keys import LiveJWKS
+from opk_sign.verify.image import verify_image, verify_images
+from opk_sign.verify.options import VerifyOptions
 from tests.services.faultproxy import FaultProxy, fault_proxy
 from tests.services.images import push_sample_image
 from tests.services.oidc import CountingEmulator, generated_op_key
@@ -117,7 +117,7 @@ def _no_nagle(proxy: FaultProxy) -> None:
 
 def options(emulator: GitHubOIDCEmulator) -> VerifyOptions:
     policy = policy_from_fields({"issuer": emulator.issuer, "repository": REPO})
-    return VerifyOptions(policy=policy, keys=LiveJWKS(), issuers=frozenset({emulator.issuer}))
+    return VerifyOptions(policy=policy, keys=JWKSCache(), issuers=frozenset({emulator.issuer}))
 
 
 def requests_of(proxy: FaultProxy) -> list[str]:
@@ -249,11 +249,11 @@ def test_batch_fetches_the_jwks_once(
 
 
 def test_library_batch_fetches_the_jwks_once(signed: Signed, emulator: CountingEmulator) -> None:
-    keys = LiveJWKS()
+    keys = JWKSCache()
     opts = replace(options(emulator), keys=keys)
     emulator.reset_counts()
     with RegistryClient(Keychain.anonymous()) as client:
-        results = list(verify_images(client, signed.images, opts, jobs=BATCH_JOBS))
+        results = list(verify_images(signed.images, opts, client=client, jobs=BATCH_JOBS))
     assert all(r.verified for r in results), [r.message for r in results if not r.verified]
     assert keys.fetches == 1
     assert emulator.requests == ISSUER_REQUESTS

@@ -6,23 +6,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from opk_sign.actions.report import pr_check_annotations as annotation_lines
+from opk_sign.actions.report import pr_check_summary as summary_markdown
 from opk_sign.errors import EXIT_NO_SIGNATURES, EXIT_OK, EXIT_POLICY_MISMATCH, EXIT_USAGE
 from opk_sign.prcheck.dockerfile import (
     ImageUse,
     Problem,
     Scan,
-    annotation_lines,
-    distinct_images,
-    exit_code,
     expand,
-    findings,
     is_dockerfile,
-    report_lines,
     scan_dockerfile,
     scan_image_list,
-    summary_markdown,
 )
-from opk_sign.verify.image import BundleCheck, ImageResult, ManifestResult, Outcome
+from opk_sign.prcheck.findings import distinct_images, exit_code, findings, report_lines
+from opk_sign.verify.outcome import BundleCheck, ImageResult, ManifestResult, Outcome
 
 DIGEST = "sha256:" + "cd" * 32
 

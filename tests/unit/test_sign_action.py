@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from opk_sign.actions import sign as action
-from opk_sign.actions.sign import ActionInputs, docker_config_dir, keychain, summary_markdown
+from opk_sign.actions import runner
+from opk_sign.actions.runner import docker_config_dir
+from opk_sign.actions.sign import ActionInputs, keychain, summary_markdown
 from opk_sign.errors import UsageError
 from opk_sign.identity import SignerIdentity
 from opk_sign.oci.reference import Reference
@@ -34,7 +35,7 @@ def inputs(**kw: str) -> ActionInputs:
 @pytest.fixture
 def container_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "github-home"
-    monkeypatch.setattr(action, "CONTAINER_HOME", home)
+    monkeypatch.setattr(runner, "CONTAINER_HOME", home)
     return home
 
 

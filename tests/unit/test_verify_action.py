@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from opk_sign.actions import verify as verify_action
 from opk_sign.actions.report import (
     error_annotation,
     escape_data,
@@ -23,24 +26,29 @@ from opk_sign.actions.report import (
     workflow_command,
 )
 from opk_sign.actions.verify import (
+    VerifyActionInputs,
     annotation_lines,
     exit_code,
-    options_namespace,
     outputs,
-    read_inputs,
     summary_markdown,
-    verify_arguments,
+    verification,
 )
 from opk_sign.cli.main import build_parser
-from opk_sign.cli.options import policy_field_names, verification_parser
-from opk_sign.cli.verify import build_options
 from opk_sign.errors import EXIT_NO_SIGNATURES, EXIT_OK, EXIT_POLICY_MISMATCH, UsageError
 from opk_sign.pktoken import GITHUB_ISSUER
-from opk_sign.verify.image import BundleCheck, ImageResult, ManifestResult, Outcome, VerifyOptions
+from opk_sign.policy import policy_field_names
+from opk_sign.verify.options import VerifyOptions
+from opk_sign.verify.outcome import BundleCheck, ImageResult, ManifestResult, Outcome
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "ab" * 32
 IMAGE = "ghcr.io/octo-org/app:v1"
+
+
+def read_inputs(variables: dict[str, str]) -> VerifyActionInputs:
+    """The action's inputs as the runner would set them (only these variables)."""
+    with mock.patch.dict(os.environ, variables, clear=True):
+        return verify_action.read_inputs()
 
 
 def env(**inputs: str) -> dict[str, str]:
@@ -105,36 +113,34 @@ def test_inputs_become_the_verify_commands_options() -> None:
             **{"ref-regex": "refs/tags/.*", "attestation": "https://slsa.dev/provenance/v1"}
         )
     )
-    argv = verify_arguments(inputs, {})
-    assert argv == [
-        "--repository=octo-org/app",
-        "--ref-regex=refs/tags/.*",
-        f"--issuer={GITHUB_ISSUER}",
-        "--attestation=https://slsa.dev/provenance/v1",
-    ]
-    options = build_options(options_namespace(inputs, {}))
+    options = verification(inputs, {})
     assert isinstance(options, VerifyOptions)
     assert options.issuers == frozenset({GITHUB_ISSUER})
     assert options.attestations == ("https://slsa.dev/provenance/v1",)
     described = options.policy.describe()
     assert "repository == 'octo-org/app'" in described and "ref =~ 'refs/tags/.*'" in described
+    assert f"iss == '{GITHUB_ISSUER}'" in described
+
+
+def _issuers(inputs: VerifyActionInputs, environ: dict[str, str]) -> frozenset[str]:
+    options = verification(inputs, environ)
+    assert isinstance(options, VerifyOptions)
+    return options.issuers
 
 
 def test_issuer_from_the_input_else_the_environment() -> None:
     inputs = read_inputs(with_policy())
-    assert f"--issuer={GITHUB_ISSUER}" in verify_arguments(inputs, {})
+    assert _issuers(inputs, {}) == {GITHUB_ISSUER}
     emulator = {"OPK_SIGN_OIDC_ISSUER": "http://127.0.0.1:9/"}
-    assert "--issuer=http://127.0.0.1:9/" in verify_arguments(inputs, emulator)
+    assert _issuers(inputs, emulator) == {"http://127.0.0.1:9/"}
     mine = read_inputs(with_policy(issuer="https://ghes.example/_services/token"))
-    assert "--issuer=https://ghes.example/_services/token" in verify_arguments(mine, emulator)
+    assert _issuers(mine, emulator) == {"https://ghes.example/_services/token"}
 
 
 def test_policy_file_is_read_from_the_workspace(tmp_path: Path) -> None:
     (tmp_path / "policy.yml").write_text("repository: octo-org/app\nref-type: tag\n")
     inputs = read_inputs(env(images=IMAGE, **{"policy-file": "policy.yml"}))
-    namespace = options_namespace(inputs, {"GITHUB_WORKSPACE": str(tmp_path)})
-    assert namespace.policy == tmp_path / "policy.yml"
-    options = build_options(namespace)
+    options = verification(inputs, {"GITHUB_WORKSPACE": str(tmp_path)})
     assert isinstance(options, VerifyOptions)
     assert "ref_type == 'tag'" in options.policy.describe()
 
@@ -151,7 +157,7 @@ def test_policy_file_is_read_from_the_workspace(tmp_path: Path) -> None:
 def test_a_policy_that_would_accept_anyone_is_refused(inputs: dict[str, str], needle: str) -> None:
     # (tests/conftest.py points the trust repository at an empty directory: no mapping helps.)
     with pytest.raises(UsageError) as caught:
-        build_options(options_namespace(read_inputs(inputs), {}))
+        verification(read_inputs(inputs), {})
     assert needle in caught.value.diagnostics()
 
 
@@ -170,15 +176,24 @@ def _subparser(name: str) -> argparse.ArgumentParser:
 
 
 VERIFY_ONLY = {"images", "images_from", "bundle", "output", "vsa", "jobs", "progress", "func"}
-REGISTRY = {"registry_username", "registry_password_stdin", "registry_auth_host", "docker_config"}
 
 
-def test_pr_check_and_the_action_take_every_verification_option_of_verify() -> None:
-    # build_options reads what verify's parser defines; pr-check and the action must define it
-    # too (src/opk_sign/verify/cliargs.py), or a new option would break them at run time.
-    verification = _dests(_subparser("verify")) - VERIFY_ONLY
-    assert verification - _dests(_subparser("pr-check")) == set()
-    assert verification - REGISTRY - _dests(verification_parser()) == set()
+def test_pr_check_takes_every_verification_option_of_verify() -> None:
+    # Both build their verification from the same option groups (cli/options.py); a new option
+    # missing from pr-check would break it at run time.
+    verification_dests = _dests(_subparser("verify")) - VERIFY_ONLY
+    assert verification_dests - _dests(_subparser("pr-check")) == set()
+
+
+def test_cli_and_action_build_their_verification_through_verify_options() -> None:
+    # No front end builds options by itself: each calls opk_sign.verify.options.
+    src = ROOT / "src" / "opk_sign"
+    for front in ("cli/options.py", "actions/verify.py"):
+        assert "build_verify_options(" in (src / front).read_text()
+    for path in src.rglob("*.py"):
+        text = path.read_text()
+        assert "VerifyOptions(" not in text or path.name == "options.py", path
+        assert "options_namespace" not in text and "verification_parser" not in text, path
 
 
 def test_the_action_metadata_declares_every_input_the_code_reads() -> None:

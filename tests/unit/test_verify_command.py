@@ -10,14 +10,16 @@ from pathlib import Path
 import pytest
 
 from opk_sign.cli.main import build_parser
-from opk_sign.cli.verify import build_policy, format_summary, read_images
+from opk_sign.cli.options import build_policy
+from opk_sign.cli.verify import format_summary, read_images
 from opk_sign.errors import PolicyError, TrustError, UsageError
 from opk_sign.http import HTTPConfig, new_session
 from opk_sign.oci import mediatypes
+from opk_sign.oidc.discovery import JWKSCache
 from opk_sign.payloads.provenance import SLSA_PROVENANCE_V1
 from opk_sign.pktoken import GITHUB_ISSUER
-from opk_sign.verify.image import BundleCheck, ImageResult, ManifestResult, Outcome
-from opk_sign.verify.keys import LiveJWKS, jwks_from_file
+from opk_sign.verify.keys import jwks_from_file
+from opk_sign.verify.outcome import BundleCheck, ImageResult, ManifestResult, Outcome
 from opk_sign.verify.vsa import VSA_PREDICATE_TYPE, build_vsa
 
 DIGEST = "sha256:" + "ab" * 32
@@ -149,7 +151,7 @@ def test_live_jwks_asks_an_unreachable_issuer_once() -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    keys = LiveJWKS(new_session(HTTPConfig(retries=0)))
+    keys = JWKSCache(new_session(HTTPConfig(retries=0)))
     for _ in range(3):
         with pytest.raises(TrustError, match="could not fetch"):
             keys.op_key(f"http://127.0.0.1:{port}", "kid", 0)

@@ -14,11 +14,13 @@ append it to ``$GITHUB_STEP_SUMMARY``. Values that reach a runner can come from 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from opk_sign.verify.image import ImageResult, Outcome
+from opk_sign.prcheck.dockerfile import Problem
+from opk_sign.prcheck.findings import Finding, image_key
+from opk_sign.verify.outcome import ImageResult, tally
 
 #: Longest message kept in one annotation; the step summary and the log keep the whole text.
 MAX_ANNOTATION_CHARS: Final = 4000
@@ -163,11 +165,55 @@ def verification_table(rows: Sequence[ResultRow], *, where_column: bool = False)
     return lines
 
 
-def tally(results: Iterable[ImageResult]) -> str:
-    done = list(results)
-    verified = sum(r.verified for r in done)
-    return f"{verified} of {len(done)} images verified"
+# --- the pull-request check ----------------------------------------------------------------------
 
 
-def worst_exit_code(results: Iterable[ImageResult]) -> int:
-    return Outcome.worst(r.outcome for r in results).exit_code
+def pr_check_annotations(found: Sequence[Finding], problems: Sequence[Problem]) -> list[str]:
+    """``::error file=…,line=…`` for every failed image at every place, and every problem."""
+    lines = []
+    for problem in problems:
+        lines.append(
+            error_annotation(
+                problem.message,
+                title="opk-sign: cannot tell which image this is",
+                file=problem.path,
+                line=problem.line,
+            )
+        )
+    for finding in found:
+        result = finding.result
+        if result.verified:
+            continue
+        lines.append(
+            error_annotation(
+                f"{finding.use.image}: {result.message}",
+                title=f"opk-sign: image not verified ({result.outcome.label})",
+                file=finding.use.path,
+                line=finding.use.line,
+            )
+        )
+    return lines
+
+
+def pr_check_summary(found: Sequence[Finding], problems: Sequence[Problem]) -> str:
+    """The step summary: a row per place an image is named, then the problems."""
+    lines = ["### opk-sign: images this change brings in", ""]
+    if not found and not problems:
+        lines += ["No images to verify: no `FROM` (or listed image) in the files checked.", ""]
+        return "\n".join(lines)
+    distinct = {image_key(f.result.image): f.result for f in found}
+    failed = sum(not f.result.verified for f in found)
+    lines.append(
+        f"{tally(distinct.values())}; {failed} failing place{'s' * (failed != 1)}"
+        + (f"; {len(problems)} problem{'s' * (len(problems) != 1)}" if problems else "")
+    )
+    lines.append("")
+    if found:
+        rows = [ResultRow(f.result, f.use.where) for f in found]
+        lines += verification_table(rows, where_column=True)
+        lines.append("")
+    if problems:
+        lines += ["| Where | Problem |", "| --- | --- |"]
+        lines += [f"| {md_code(p.where)} | {md_text(p.message)} |" for p in problems]
+        lines.append("")
+    return "\n".join(lines)

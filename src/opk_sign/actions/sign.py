@@ -1,39 +1,30 @@
 """The container action (action.yml, entrypoint.py): GitHub Actions inputs in, outputs out.
 
-Runner contract: inputs arrive only as ``INPUT_*`` environment variables (read with
-actions-toolkit), never through a shell; outputs go to ``$GITHUB_OUTPUT`` with a random heredoc
-delimiter (multiline-safe), a Markdown report to ``$GITHUB_STEP_SUMMARY``, errors as ``::error::``
-annotations. Secrets (the registry password, the token-request token and the ID token) are
-registered with ``::add-mask::`` before anything could print them, and are never written anywhere.
+The runner contract is :mod:`opk_sign.actions.runner`'s. Secrets (the registry password, the
+token-request token and the ID token) are registered with ``::add-mask::`` before anything could
+print them, and are never written anywhere.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 from actions_toolkit import core
 
-from opk_sign.errors import EXIT_FAILURE, OpkSignError, UsageError
+from opk_sign.actions import runner
+from opk_sign.errors import UsageError
 from opk_sign.oci.credentials import ExplicitCredentials, Keychain
 from opk_sign.oci.dockerconfig import DockerConfig
 from opk_sign.oci.reference import Reference
 from opk_sign.oidc import GitHubActionsProvider, TokenProvider
-from opk_sign.oidc.github import REQUEST_TOKEN_VAR
+from opk_sign.oidc.github import ISSUER_VAR, REQUEST_TOKEN_VAR
 from opk_sign.sign.image import CustomPredicate, SigningOptions, SigningResult, sign_image
 from opk_sign.trust.timestamp import DEFAULT_TIMESTAMP_URL, TIMESTAMP_URL_VAR
 
-#: Where GitHub mounts the runner's ``$RUNNER_TEMP/_github_home`` inside a container action.
-CONTAINER_HOME: Final = Path("/github/home")
 GHCR: Final = "ghcr.io"
-#: Issuer override for GHES with a custom issuer, or for the local emulator (docs/action.md).
-ISSUER_VAR: Final = "OPK_SIGN_OIDC_ISSUER"
-#: The runner always sets it (action.yml's default when the workflow gives none).
-TIMESTAMP_URL_INPUT: Final = "INPUT_TIMESTAMP-URL"
 
 
 @dataclass(frozen=True)
@@ -50,67 +41,24 @@ class ActionInputs:
     timestamp_url: str | None = None
 
 
-def _text_input(name: str, *, required: bool = False) -> str:
-    value = str(core.get_input(name))
-    if required and not value:
-        raise UsageError(f"the {name!r} input is required", hint=f"set `with: {name}: …`")
-    if value.startswith("-"):
-        # Values go to the library, not a command line; refusing them anyway means no input can
-        # ever be taken for an option, whatever a later version does with it.
-        raise UsageError(f"the {name!r} input looks like a command-line flag: {value!r}")
-    if "\n" in value or "\r" in value:
-        raise UsageError(f"the {name!r} input must be a single line")
-    return value
-
-
-def _bool_input(name: str) -> bool:
-    try:
-        return bool(core.get_boolean_input(name))
-    except TypeError:
-        raise UsageError(
-            f"the {name!r} input must be true or false, got {core.get_input(name)!r}"
-        ) from None
-
-
 def read_inputs() -> ActionInputs:
     # Secrets are masked first, so that not even an error about them can show them.
-    password = str(core.get_input("registry-password"))
-    token = str(core.get_input("github-token"))
-    for secret in (password, token):
-        if secret:
-            core.set_secret(secret)
+    password = runner.secret_input("registry-password")
+    token = runner.secret_input("github-token")
     return ActionInputs(
-        image=_text_input("image", required=True),
-        recursive=_bool_input("recursive"),
-        provenance=_bool_input("provenance"),
-        predicate=_text_input("predicate"),
-        predicate_type=_text_input("predicate-type"),
-        registry_username=_text_input("registry-username"),
+        image=runner.text_input("image", required=True),
+        recursive=runner.bool_input("recursive", default=False),
+        provenance=runner.bool_input("provenance", default=False),
+        predicate=runner.text_input("predicate"),
+        predicate_type=runner.text_input("predicate-type"),
+        registry_username=runner.text_input("registry-username"),
         registry_password=password,
         github_token=token,
-        timestamp_url=(_text_input("timestamp-url") if TIMESTAMP_URL_INPUT in os.environ else None),
+        # The runner always sets it (action.yml's default when the workflow gives none).
+        timestamp_url=(
+            runner.text_input("timestamp-url") if runner.input_given("timestamp-url") else None
+        ),
     )
-
-
-def docker_config_dir(env: Mapping[str, str]) -> Path | None:
-    """The docker config directory the container can see.
-
-    ``DOCKER_CONFIG`` if it exists here; a ``DOCKER_CONFIG`` naming the runner's
-    ``…/_github_home/…`` (not mounted under that name) mapped to ``/github/home/…``; else
-    ``/github/home/.docker``; else None (``$HOME/.docker``, the library's default).
-    """
-    configured = env.get("DOCKER_CONFIG")
-    if configured:
-        path = Path(configured)
-        if path.is_dir():
-            return path
-        parts = path.parts
-        if "_github_home" in parts:
-            mapped = CONTAINER_HOME.joinpath(*parts[parts.index("_github_home") + 1 :])
-            if mapped.is_dir():
-                return mapped
-    default = CONTAINER_HOME / ".docker"
-    return default if default.is_dir() else None
 
 
 def keychain(inputs: ActionInputs, reference: Reference, env: Mapping[str, str]) -> Keychain:
@@ -130,7 +78,9 @@ def keychain(inputs: ActionInputs, reference: Reference, env: Mapping[str, str])
     explicit = ExplicitCredentials.for_registry(
         reference.registry, username=username, password=password or None, source=source
     )
-    return Keychain.default(explicit, docker_config=DockerConfig.load(docker_config_dir(env)))
+    return Keychain.default(
+        explicit, docker_config=DockerConfig.load(runner.docker_config_dir(env))
+    )
 
 
 class _MaskingProvider:
@@ -155,9 +105,7 @@ def signing_options(inputs: ActionInputs, env: Mapping[str, str]) -> SigningOpti
     if inputs.predicate_type and not inputs.predicate:
         raise UsageError("the predicate-type input needs the predicate input (a JSON file)")
     if inputs.predicate:
-        path = Path(inputs.predicate)
-        if not path.is_absolute():
-            path = Path(env.get("GITHUB_WORKSPACE") or ".") / path
+        path = runner.workspace_path(inputs.predicate, env)
         predicate = CustomPredicate.from_file(path, inputs.predicate_type or None)
     if inputs.timestamp_url is None:  # not run by a runner: the CLI's default
         timestamp_url: str | None = env.get(TIMESTAMP_URL_VAR) or DEFAULT_TIMESTAMP_URL
@@ -172,12 +120,14 @@ def signing_options(inputs: ActionInputs, env: Mapping[str, str]) -> SigningOpti
     )
 
 
-def write_outputs(result: SigningResult) -> None:
-    core.set_output("digest", result.digest)
-    core.set_output("signatures", json.dumps(result.signatures))
-    core.set_output("attestations", json.dumps(result.attestations))
-    core.set_output("identity", result.identity.principal)
-    core.set_output("issuer", result.issuer)
+def outputs(result: SigningResult) -> dict[str, str]:
+    return {
+        "digest": result.digest,
+        "signatures": json.dumps(result.signatures),
+        "attestations": json.dumps(result.attestations),
+        "identity": result.identity.principal,
+        "issuer": result.issuer,
+    }
 
 
 def _cell(text: str) -> str:
@@ -222,19 +172,9 @@ def summary_markdown(result: SigningResult) -> str:
     return "\n".join(lines)
 
 
-def write_summary(text: str, env: Mapping[str, str]) -> None:
-    path = env.get("GITHUB_STEP_SUMMARY")
-    if not path:
-        return
-    with open(path, "a", encoding="utf-8") as summary:
-        summary.write(text)
-
-
 def run(env: Mapping[str, str]) -> int:
     inputs = read_inputs()
-    request_token = env.get(REQUEST_TOKEN_VAR)
-    if request_token:
-        core.set_secret(request_token)
+    runner.mask(env.get(REQUEST_TOKEN_VAR))
     reference = Reference.parse(inputs.image)
     options = signing_options(inputs, env)
     provider = _MaskingProvider(GitHubActionsProvider(env=env, issuer=env.get(ISSUER_VAR) or None))
@@ -242,8 +182,8 @@ def run(env: Mapping[str, str]) -> int:
 
     with RegistryClient(keychain(inputs, reference, env)) as client:
         result = sign_image(reference, provider=provider, client=client, options=options)
-    write_outputs(result)
-    write_summary(summary_markdown(result), env)
+    runner.set_outputs(outputs(result))
+    runner.append_summary(summary_markdown(result), env)
     core.info(f"signed {result.reference} as {result.identity.principal}")
     for manifest in result.manifests:
         kind = "index" if manifest.is_index else (manifest.platform or "image")
@@ -254,12 +194,5 @@ def run(env: Mapping[str, str]) -> int:
 
 
 def main() -> int:
-    """Run the action with the process environment (inputs are read from it by actions-toolkit)."""
-    try:
-        return run(os.environ)
-    except OpkSignError as err:
-        core.error(err.diagnostics(), title="opk-sign")
-        return err.exit_code or EXIT_FAILURE
-    except Exception as err:  # the runner must always get an annotation, not a bare traceback
-        core.error(f"opk-sign failed unexpectedly: {type(err).__name__}: {err}", title="opk-sign")
-        return EXIT_FAILURE
+    """Run the signing action with the process environment."""
+    return runner.run_main(run, title="opk-sign")

@@ -1,9 +1,11 @@
-"""The verification options, shared by every command that verifies (``verify``, ``pr-check``)
-and by the verify action.
+"""Option groups shared by the subcommands: the identity policy, the trust material and what to
+verify (``verify``, ``pr-check``), and registry credentials (every command that talks to a
+registry).
 
-One definition of the identity-policy flags, the trust material and what to verify, so that every
-way in reads a policy the same way; ``opk_sign.cli.verify.build_options`` turns the parsed
-namespace into verification options.
+One definition of each flag, so every command reads it the same way. Parsed options become
+library values here and nothing more: :func:`verify_options` hands them to
+``opk_sign.verify.options``, which puts a verification together for the CLI, the verify action
+and Python callers alike.
 """
 
 from __future__ import annotations
@@ -13,33 +15,20 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
 
 from opk_sign.errors import UsageError
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import ExplicitCredentials, Keychain
 from opk_sign.oci.dockerconfig import DockerConfig
-from opk_sign.pktoken import GITHUB_ISSUER
-from opk_sign.policy import FIELDS
-
-#: Policy fields that take no -regex variant: the issuer picks which keys to fetch.
-NO_REGEX: Final = frozenset({"issuer"})
-#: Where the default issuer can be overridden (GHES with its own issuer, the local emulator).
-ISSUER_VAR: Final = "OPK_SIGN_OIDC_ISSUER"
-
-
-def default_issuer() -> str:
-    return os.environ.get(ISSUER_VAR) or GITHUB_ISSUER
-
-
-def policy_field_names() -> list[str]:
-    """Every policy field as a flag or action input name: ``repository``, ``repository-regex``..."""
-    names: list[str] = []
-    for name in FIELDS:
-        names.append(name)
-        if name not in NO_REGEX:
-            names.append(f"{name}-regex")
-    return names
+from opk_sign.policy import FIELDS, NO_REGEX, AllOf
+from opk_sign.verify.options import (
+    OptionsFor,
+    VerifyOptions,
+    build_verify_options,
+    default_issuer,
+    no_policy_error,
+)
+from opk_sign.verify.options import build_policy as policy_from
 
 
 def add_verification_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -134,12 +123,45 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def verification_parser() -> argparse.ArgumentParser:
-    """A parser of the verification options alone (the verify action builds its options with it:
-    inputs become ``--name=value`` arguments, so they go through exactly the CLI's checks)."""
-    parser = argparse.ArgumentParser(prog="opk-sign verify", add_help=False, exit_on_error=False)
-    add_verification_options(parser)
-    return parser
+def policy_fields(args: argparse.Namespace) -> dict[str, str]:
+    """The claim flags given (``{"repository": ..., "ref-regex": ...}``), the issuer apart."""
+    fields: dict[str, str] = {}
+    for name in FIELDS:
+        if name == "issuer":
+            continue
+        value = getattr(args, name.replace("-", "_"), None)
+        if value is not None:
+            fields[name] = value
+        regex = getattr(args, f"{name.replace('-', '_')}_regex", None)
+        if regex is not None:
+            fields[f"{name}-regex"] = regex
+    return fields
+
+
+def build_policy(args: argparse.Namespace) -> AllOf:
+    """The identity policy from --policy FILE or from the claim flags (not both)."""
+    policy = policy_from(policy_fields(args), args.policy, issuer=args.issuer)
+    if policy is None:
+        raise no_policy_error()
+    return policy
+
+
+def verify_options(args: argparse.Namespace) -> VerifyOptions | OptionsFor:
+    """The verification the options describe (``opk_sign.verify.options`` puts it together)."""
+    # A bad policy is a usage error before any trust data is fetched.
+    policy = policy_from(policy_fields(args), args.policy, issuer=args.issuer)
+    return build_verify_options(
+        policy=policy,
+        issuer=args.issuer,
+        jwks_file=args.jwks,
+        jwks_archive_file=args.jwks_archive,
+        tsa_certs_file=args.tsa_certs,
+        trust_repository=args.trust_repo,
+        offline=args.offline,
+        expiry=args.expiry_policy,
+        attestations=args.attestation,
+        platform=args.platform,
+    )
 
 
 # --- registry credentials ---------------------------------------------------------------------

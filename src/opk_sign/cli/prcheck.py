@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -16,8 +15,9 @@ from opk_sign.cli.options import add_registry_options, add_verification_options
 from opk_sign.errors import UsageError
 
 if TYPE_CHECKING:
-    from opk_sign.prcheck.dockerfile import Finding, Scan
-    from opk_sign.verify.image import ImageResult
+    from opk_sign.prcheck.dockerfile import Scan
+    from opk_sign.prcheck.findings import Finding
+    from opk_sign.verify.outcome import ImageResult
 
 EPILOG = """\
 exit codes (the verify contract; the highest of all images wins):
@@ -172,16 +172,9 @@ def _read(path: Path, what: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from opk_sign.cli.options import registry_client
-    from opk_sign.cli.verify import build_options
-    from opk_sign.prcheck.dockerfile import (
-        Scan,
-        distinct_images,
-        exit_code,
-        findings,
-        scan_dockerfile,
-        scan_image_list,
-    )
+    from opk_sign.cli.options import registry_client, verify_options
+    from opk_sign.prcheck.dockerfile import Scan, scan_dockerfile, scan_image_list
+    from opk_sign.prcheck.findings import distinct_images, exit_code, findings
     from opk_sign.verify.image import DEFAULT_JOBS, verify_images
 
     if args.jobs is not None and args.jobs < 1:
@@ -192,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             hint="give --base REF (the files a change touches), --dockerfile FILE..., "
             "--all-dockerfiles or --images-file FILE",
         )
-    options = build_options(args)  # a bad policy is a usage error before anything is read
+    options = verify_options(args)  # a bad policy is a usage error before anything is read
     root = repository_root()
     files: dict[str, Path] = {}
     if args.base or args.all_dockerfiles:
@@ -211,7 +204,9 @@ def run(args: argparse.Namespace) -> int:
     results: list[ImageResult] = []
     if images:
         with registry_client(args, _registry_of(images[0])) as client:
-            results = list(verify_images(client, images, options, jobs=args.jobs or DEFAULT_JOBS))
+            results = list(
+                verify_images(images, options, client=client, jobs=args.jobs or DEFAULT_JOBS)
+            )
     found = findings(scan.uses, results)
     report(args, sorted(files), found, scan, results, env=os.environ)
     return exit_code(found, scan.problems)
@@ -236,10 +231,9 @@ def report(
     env: Mapping[str, str],
 ) -> None:
     """The text report, then annotations, the step summary and the outputs (in Actions)."""
-    from actions_toolkit import core
-
-    from opk_sign.actions.report import result_document, untrusted_block
-    from opk_sign.prcheck.dockerfile import annotation_lines, report_lines, summary_markdown
+    from opk_sign.actions import runner
+    from opk_sign.actions.report import pr_check_annotations, pr_check_summary, result_document
+    from opk_sign.prcheck.findings import report_lines
 
     annotate = args.annotations
     if annotate is None:
@@ -249,16 +243,13 @@ def report(
     )
     lines = [head, *report_lines(found, scan.problems)]
     if annotate:
-        print("\n".join(untrusted_block(lines, secrets.token_hex(16))))
-        for line in annotation_lines(found, scan.problems):
+        runner.print_untrusted(lines)
+        for line in pr_check_annotations(found, scan.problems):
             print(line)
     else:
         print("\n".join(lines))
     sys.stdout.flush()
-    summary = env.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(summary_markdown(found, scan.problems))
+    runner.append_summary(pr_check_summary(found, scan.problems), env)
     if env.get("GITHUB_OUTPUT"):
         documents = []
         for result in results:
@@ -270,6 +261,10 @@ def report(
             ]
             documents.append(doc)
         failed = [r.image for r in results if not r.verified]
-        core.set_output("verified", "false" if failed or scan.problems else "true")
-        core.set_output("failed-images", json.dumps(failed))
-        core.set_output("results", json.dumps(documents))
+        runner.set_outputs(
+            {
+                "verified": "false" if failed or scan.problems else "true",
+                "failed-images": json.dumps(failed),
+                "results": json.dumps(documents),
+            }
+        )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from opk_sign.cli.options import add_registry_options
 from opk_sign.errors import UsageError
+from opk_sign.oidc.github import ISSUER_VAR
 
 if TYPE_CHECKING:
     from opk_sign.sign.image import SigningResult
@@ -97,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--oidc-issuer",
-        default=os.environ.get("OPK_SIGN_OIDC_ISSUER") or None,
+        default=os.environ.get(ISSUER_VAR) or None,
         metavar="URL",
         help="the issuer the ID token must come from (default: GitHub's for this server)",
     )

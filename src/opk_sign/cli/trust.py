@@ -388,7 +388,7 @@ def _run_repo_init(args: argparse.Namespace) -> int:
 
 
 def _run_set_policy(args: argparse.Namespace) -> int:
-    from opk_sign.policyfile import load_policy_file
+    from opk_sign.verify.options import load_policy_file
 
     document = load_policy_file(args.file)
     repo = _repository(args)

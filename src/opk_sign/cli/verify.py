@@ -6,21 +6,16 @@ import argparse
 import json
 import os
 import sys
-import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from opk_sign.cli.options import add_registry_options, add_verification_options
+from opk_sign.cli.options import add_registry_options, add_verification_options, verify_options
 from opk_sign.errors import EXIT_USAGE, UsageError
-from opk_sign.policy import FIELDS
 
 if TYPE_CHECKING:
-    from opk_sign.policy import AllOf
-    from opk_sign.trust.client import TrustClient
-    from opk_sign.trust.jwks_archive import JWKSArchive
-    from opk_sign.trust.timestamp import TSATrust
-    from opk_sign.verify.image import ImageResult, OptionsFor, VerifyOptions
+    from opk_sign.verify.options import OptionsFor, VerifyOptions
+    from opk_sign.verify.outcome import ImageResult
 
 #: Images a --images-from file may list; a batch is a fleet, not an unbounded stream.
 MAX_IMAGES = 100_000
@@ -107,35 +102,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 # --- arguments to options -----------------------------------------------------------------------
 
 
-def build_policy(args: argparse.Namespace) -> AllOf:
-    """The identity policy from --policy FILE or from the claim flags (not both)."""
-    from opk_sign.policy import policy_from_document, policy_from_fields
-
-    fields: dict[str, str] = {}
-    for name in FIELDS:
-        value = getattr(args, name.replace("-", "_"), None)
-        if value is not None and name != "issuer":
-            fields[name] = value
-        regex = getattr(args, f"{name.replace('-', '_')}_regex", None)
-        if regex is not None:
-            fields[f"{name}-regex"] = regex
-    if args.policy is not None:
-        if fields:
-            raise UsageError(
-                "give the identity policy as --policy FILE or as flags, not both",
-                hint=f"flags also given: {', '.join('--' + k for k in fields)}",
-            )
-        from opk_sign.policyfile import load_policy_file
-
-        return policy_from_document(load_policy_file(args.policy), default_issuer=args.issuer)
-    if not fields:
-        raise UsageError(
-            "no identity policy: verifying without one would accept any signer",
-            hint="require the signer, e.g. --repository octo-org/app (or --policy FILE)",
-        )
-    return policy_from_fields({"issuer": args.issuer, **fields})
-
-
 def read_images(args: argparse.Namespace) -> list[str]:
     images = list(args.images)
     if args.images_from is not None:
@@ -158,168 +124,28 @@ def _image_lines(path: Path) -> Iterator[str]:
             yield image
 
 
-def policy_given(args: argparse.Namespace) -> bool:
-    """Whether the command line gives an identity policy (flags or --policy FILE)."""
-    if args.policy is not None:
-        return True
-    return any(
-        getattr(args, attr, None) is not None
-        for name in FIELDS
-        if name != "issuer"
-        for attr in (name.replace("-", "_"), f"{name.replace('-', '_')}_regex")
-    )
-
-
-def trust_client(args: argparse.Namespace) -> TrustClient | None:
-    """The installed TUF trust repository, unless --no-trust-repo or none is installed."""
-    from opk_sign.trust.client import CONFIG_FILE, TrustClient, default_trust_dir
-
-    if not args.trust_repo:
-        return None
-    if not args.offline and not (default_trust_dir() / CONFIG_FILE).is_file():
-        return None
-    client = TrustClient(offline=args.offline)
-    client.refresh()  # once per run; rollback, freeze, mix-and-match: TrustError, exit 14
-    if client.notice:
-        print(f"notice: {client.notice}", file=sys.stderr)
-    return client
-
-
-def build_options(args: argparse.Namespace) -> VerifyOptions | OptionsFor:
-    """The run's options; with the trust repository's mapping, a function choosing per image."""
-    from opk_sign.oci.descriptor import Platform
-    from opk_sign.pktoken import ExpiryPolicy
-    from opk_sign.pktoken.verify import OPKeySource
-    from opk_sign.trust.jwks_archive import KeySourceChain
-    from opk_sign.verify.image import VerifyOptions
-    from opk_sign.verify.keys import LiveJWKS, jwks_from_file
-
-    explicit = policy_given(args)
-    # A bad policy is a usage error before any trust data is fetched.
-    policy: AllOf | None = build_policy(args) if explicit else None
-    try:
-        expiry = ExpiryPolicy.from_name(args.expiry_policy)
-    except Exception as err:  # FormatError from a bad name is a usage error here
-        raise UsageError(f"--expiry-policy: {err}") from None
-    platform = None
-    if args.platform:
-        try:
-            platform = Platform.parse(args.platform)
-        except Exception:
-            raise UsageError(f"--platform {args.platform!r}: expected OS/ARCH[/VARIANT]") from None
-    trust = trust_client(args)
-    if policy is None and trust is None:
-        raise UsageError(
-            "no identity policy: verifying without one would accept any signer",
-            hint="require the signer, e.g. --repository octo-org/app (or --policy FILE), or "
-            "install a trust repository (`opk-sign trust init`) whose mapping names the policy",
-        )
-    if expiry.max_age is None and not expiry.check_exp:
-        print(
-            "warning: --expiry-policy never: PK tokens are accepted however old they are; "
-            "a leaked signing key could sign forever",
-            file=sys.stderr,
-        )
-    keys: OPKeySource = (
-        jwks_from_file(args.jwks, args.issuer) if args.jwks is not None else LiveJWKS()
-    )
-    archives: list[OPKeySource] = []
-    if args.jwks_archive is not None:
-        archives.append(load_jwks_archive(args.jwks_archive))
-    if trust is not None:
-        archive = trust.jwks_archive(args.issuer)
-        if archive is not None:
-            archives.append(archive)
-    if archives:
-        keys = KeySourceChain(keys, *archives)
-    tsa = tsa_trust(args, trust)
-
-    def make(policy: AllOf, signed_name: str | None = None) -> VerifyOptions:
-        return VerifyOptions(
-            policy=policy,
-            keys=keys,
-            issuers=frozenset({args.issuer}),
-            expiry=expiry,
-            attestations=tuple(args.attestation),
-            platform=platform,
-            tsa=tsa,
-            signed_name=signed_name,
-        )
-
-    if policy is not None:
-        return make(policy)
-    # Verification by default: the mapping names each image's policy; a mapped name must verify.
-    assert trust is not None
-    mapping = trust.mapping()
-    policies: dict[str, AllOf] = {}
-    lock = threading.Lock()
-
-    def options_for(image: str) -> VerifyOptions:
-        rule = mapping.lookup(image)
-        if rule is None:
-            raise UsageError(
-                f"no policy applies to {image}: the trust repository's mapping does not cover it",
-                hint="give the policy with flags (--repository ...) or --policy FILE",
-            )
-        with lock:  # images are verified in parallel; each policy is fetched once
-            if rule.policy not in policies:
-                policies[rule.policy] = trust.policy(rule.policy)
-        return make(policies[rule.policy], rule.name)
-
-    return options_for
-
-
-def load_jwks_archive(path: Path) -> JWKSArchive:
-    from opk_sign.trust.jwks_archive import JWKSArchive
-
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise UsageError(f"cannot read --jwks-archive {path}: {err.strerror}") from None
-    return JWKSArchive.from_json(data)
-
-
-def tsa_trust(args: argparse.Namespace, trust: TrustClient | None) -> TSATrust | None:
-    """Trusted TSA certificates: --tsa-certs FILE and those the trust repository distributes."""
-    from opk_sign.trust.timestamp import TSATrust
-
-    pem = b""
-    if args.tsa_certs is not None:
-        try:
-            pem += args.tsa_certs.read_bytes()
-        except OSError as err:
-            raise UsageError(f"cannot read --tsa-certs {args.tsa_certs}: {err.strerror}") from None
-    if trust is not None:
-        pem += b"\n" + (trust.tsa_certs() or b"")
-    return TSATrust.from_pem(pem) if pem.strip() else None
-
-
 # --- running ------------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> int:
     from opk_sign.cli.options import registry_client
-    from opk_sign.verify.image import (
-        DEFAULT_JOBS,
-        VerifyOptions,
-        verify_bundle_offline,
-        verify_images,
-    )
+    from opk_sign.verify.image import DEFAULT_JOBS, verify_bundle_offline, verify_images
+    from opk_sign.verify.options import options_for
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     images = read_images(args)
-    options = build_options(args)
+    options = verify_options(args)
     if args.bundle is not None:
         if len(images) != 1:
             raise UsageError("--bundle verifies one image: give exactly one NAME@sha256:...")
         bundle = load_bundle(args.bundle)
-        chosen = options if isinstance(options, VerifyOptions) else options(images[0])
+        chosen = options_for(options, images[0])
         results: Iterable[ImageResult] = [verify_bundle_offline(bundle, images[0], chosen)]
         return report(args, results, 1, options)
     first_registry = _registry_of(images[0])
     with registry_client(args, first_registry) as client:
-        results = verify_images(client, images, options, jobs=args.jobs or DEFAULT_JOBS)
+        results = verify_images(images, options, client=client, jobs=args.jobs or DEFAULT_JOBS)
         return report(args, results, len(images), options)
 
 
@@ -350,7 +176,7 @@ def report(
     options: VerifyOptions | OptionsFor,
 ) -> int:
     """Print each result as it comes, then the summary; the exit code is the worst outcome."""
-    from opk_sign.verify.image import Outcome
+    from opk_sign.verify.outcome import Outcome
 
     show_progress = args.progress
     if show_progress is None:
@@ -378,11 +204,12 @@ def report(
 
 
 def _vsa_line(result: ImageResult, options: VerifyOptions | OptionsFor) -> str:
-    from opk_sign.verify.image import VerifyOptions
+    from opk_sign.verify.options import options_for
     from opk_sign.verify.vsa import build_vsa
 
-    chosen = options if isinstance(options, VerifyOptions) else options(result.image)
-    return build_vsa(result, policy=chosen.policy.describe()).raw.decode()
+    return build_vsa(
+        result, policy=options_for(options, result.image).policy.describe()
+    ).raw.decode()
 
 
 def _write_atomically(path: Path, text: str) -> None:

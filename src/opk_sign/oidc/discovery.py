@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import requests
@@ -98,16 +99,36 @@ def fetch_jwks(issuer: str, session: requests.Session | None = None) -> dict[str
 
 
 class JWKSCache:
-    """Live JWKS per issuer, fetched at most once per run (thread-safe)."""
+    """Each issuer's live JWKS, fetched at most once per run (thread-safe): signing checks its
+    fresh ID token against it, and verification is an :class:`~opk_sign.pktoken.OPKeySource` of it.
+
+    A failed fetch is remembered too: a batch of a thousand images asks an unreachable issuer
+    once and reports the same trust error for each, instead of retrying a thousand times.
+    """
 
     def __init__(self, session: requests.Session | None = None) -> None:
         self._session = session
         self._lock = threading.Lock()
-        self._jwks: dict[str, dict[str, Any]] = {}
+        self._jwks: dict[str, dict[str, Any] | TrustError] = {}
+        #: Fetches made (each issuer once), for tests and benchmarks.
+        self.fetches = 0
 
     def get(self, issuer: str) -> dict[str, Any]:
-        # Held across the fetch so concurrent signers of one run ask the issuer once.
+        # Held across the fetch so concurrent workers of one run ask the issuer once.
         with self._lock:
             if issuer not in self._jwks:
-                self._jwks[issuer] = fetch_jwks(issuer, self._session)
-            return self._jwks[issuer]
+                self.fetches += 1
+                try:
+                    self._jwks[issuer] = fetch_jwks(issuer, self._session)
+                except TrustError as err:
+                    self._jwks[issuer] = err
+            found = self._jwks[issuer]
+        if isinstance(found, TrustError):
+            raise TrustError(found.message, hint=found.hint)
+        return found
+
+    def op_key(self, issuer: str, kid: str | None, issued_at: int) -> Mapping[str, Any]:
+        from opk_sign.pktoken.verify import select_key
+
+        keys: list[Mapping[str, Any]] = self.get(issuer)["keys"]
+        return select_key(keys, issuer, kid)

@@ -20,7 +20,8 @@ The file is read as BuildKit reads it (docs/verify-action.md, "What counts as an
 - heredoc bodies (``RUN <<EOF`` … ``EOF``) are not instructions.
 
 What is checked is what a build with no ``--build-arg`` would pull. Then every distinct image is
-verified once and each result is reported at every place that named the image.
+verified once and each result is reported at every place that named the image
+(:mod:`opk_sign.prcheck.findings`).
 """
 
 from __future__ import annotations
@@ -31,19 +32,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Final
-
-from opk_sign.actions.report import (
-    ResultRow,
-    error_annotation,
-    md_code,
-    md_text,
-    tally,
-    verification_table,
-    worst_exit_code,
-)
-from opk_sign.errors import EXIT_OK, EXIT_USAGE, OpkSignError
-from opk_sign.oci.reference import Reference
-from opk_sign.verify.image import ImageResult
 
 #: Names of files the check reads as Dockerfiles (case-insensitive): the base names, ``NAME.*``
 #: and ``*.NAME``; ``*.dockerignore`` files next to them are not Dockerfiles.
@@ -401,112 +389,3 @@ def scan_image_list(text: str, path: str) -> Scan:
             continue
         uses.append(ImageUse(item, path, number, "list"))
     return Scan(tuple(uses), tuple(problems))
-
-
-# --- distinct images, results, report -------------------------------------------------------------
-
-
-def image_key(image: str) -> str:
-    """One key per image however it is spelled (``alpine`` is ``docker.io/library/alpine``)."""
-    try:
-        return str(Reference.parse(image))
-    except OpkSignError:
-        return image
-
-
-def distinct_images(uses: Sequence[ImageUse]) -> list[str]:
-    """Each image once, as first spelled, in the order first named."""
-    seen: dict[str, str] = {}
-    for use in uses:
-        seen.setdefault(image_key(use.image), use.image)
-    return list(seen.values())
-
-
-@dataclass(frozen=True)
-class Finding:
-    """The verdict on an image, at one place that names it."""
-
-    use: ImageUse
-    result: ImageResult
-
-
-def findings(uses: Sequence[ImageUse], results: Iterable[ImageResult]) -> list[Finding]:
-    """Each result mapped back to every file:line that named its image."""
-    by_key = {image_key(r.image): r for r in results}
-    return [Finding(use, by_key[image_key(use.image)]) for use in uses]
-
-
-def exit_code(found: Sequence[Finding], problems: Sequence[Problem]) -> int:
-    """The contract's code: the worst image outcome, and 2 for any problem (the highest wins)."""
-    code = worst_exit_code(f.result for f in found) if found else EXIT_OK
-    return max(code, EXIT_USAGE) if problems else code
-
-
-def annotation_lines(found: Sequence[Finding], problems: Sequence[Problem]) -> list[str]:
-    """``::error file=…,line=…`` for every failed image at every place, and every problem."""
-    lines = []
-    for problem in problems:
-        lines.append(
-            error_annotation(
-                problem.message,
-                title="opk-sign: cannot tell which image this is",
-                file=problem.path,
-                line=problem.line,
-            )
-        )
-    for finding in found:
-        result = finding.result
-        if result.verified:
-            continue
-        lines.append(
-            error_annotation(
-                f"{finding.use.image}: {result.message}",
-                title=f"opk-sign: image not verified ({result.outcome.label})",
-                file=finding.use.path,
-                line=finding.use.line,
-            )
-        )
-    return lines
-
-
-def summary_markdown(found: Sequence[Finding], problems: Sequence[Problem]) -> str:
-    """The step summary: a row per place an image is named, then the problems."""
-    lines = ["### opk-sign: images this change brings in", ""]
-    if not found and not problems:
-        lines += ["No images to verify: no `FROM` (or listed image) in the files checked.", ""]
-        return "\n".join(lines)
-    distinct = {image_key(f.result.image): f.result for f in found}
-    failed = sum(not f.result.verified for f in found)
-    lines.append(
-        f"{tally(distinct.values())}; {failed} failing place{'s' * (failed != 1)}"
-        + (f"; {len(problems)} problem{'s' * (len(problems) != 1)}" if problems else "")
-    )
-    lines.append("")
-    if found:
-        rows = [ResultRow(f.result, f.use.where) for f in found]
-        lines += verification_table(rows, where_column=True)
-        lines.append("")
-    if problems:
-        lines += ["| Where | Problem |", "| --- | --- |"]
-        lines += [f"| {md_code(p.where)} | {md_text(p.message)} |" for p in problems]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def report_lines(found: Sequence[Finding], problems: Sequence[Problem]) -> list[str]:
-    """The plain-text report, a line per place (and the reasons of failures, indented)."""
-    lines = []
-    for problem in problems:
-        lines.append(f"PROBLEM {problem.where}: {problem.message}")
-    for finding in found:
-        result = finding.result
-        mark = "OK  " if result.verified else "FAIL"
-        lines.append(
-            f"{mark} {finding.use.where}: {finding.use.image}: {result.outcome.label}"
-            f" (exit {result.exit_code})"
-        )
-        if not result.verified:
-            lines.extend("       " + text for text in result.message.splitlines())
-    distinct = {image_key(f.result.image): f.result for f in found}
-    lines.append(tally(distinct.values()) + (f", {len(problems)} problems" if problems else ""))
-    return lines

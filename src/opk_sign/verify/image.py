@@ -12,11 +12,10 @@ manifest (1), its referrers (1), the signature's artifact manifest (1) and bundl
 
 from __future__ import annotations
 
-import enum
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
 from typing import Any, Final
 
@@ -28,19 +27,9 @@ from opk_sign.bundle import (
     Bundle,
 )
 from opk_sign.errors import (
-    EXIT_INVALID_SIGNATURE,
-    EXIT_NO_SIGNATURES,
-    EXIT_OK,
-    EXIT_POLICY_MISMATCH,
-    EXIT_REGISTRY,
-    EXIT_TRUST,
-    EXIT_USAGE,
     FormatError,
-    NetworkError,
     OpkSignError,
     PayloadMismatchError,
-    PolicyError,
-    TrustError,
     UsageError,
     VerificationError,
 )
@@ -49,92 +38,21 @@ from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.descriptor import Descriptor, Platform
 from opk_sign.oci.manifest import ImageManifest, parse_manifest
 from opk_sign.oci.reference import Reference
-from opk_sign.pktoken import ExpiryPolicy, OPKeySource
-from opk_sign.pktoken.verify import MAX_AGE_24H, VerifiedPKToken
-from opk_sign.policy import IdentityPolicy
-from opk_sign.trust.timestamp import TSATrust
+from opk_sign.pktoken.verify import VerifiedPKToken
 from opk_sign.verify.bundle import verify_attestation_bundle, verify_signature_bundle
+from opk_sign.verify.options import OptionsFor, VerifyOptions, options_for
+from opk_sign.verify.outcome import (
+    BundleCheck,
+    ImageResult,
+    ManifestResult,
+    Outcome,
+    identity_of,
+)
 
 #: Bundles tried per manifest: an attacker who can push referrers must not make us work forever.
 MAX_BUNDLES_PER_MANIFEST: Final = 32
 #: Images verified at once in a batch; the registry client's connection pool is shared.
 DEFAULT_JOBS: Final = 16
-
-#: Claims shown as "who signed" in reports and the VSA.
-IDENTITY_CLAIMS: Final = (
-    "iss",
-    "repository",
-    "repository_id",
-    "repository_owner",
-    "job_workflow_ref",
-    "workflow_ref",
-    "ref",
-    "sha",
-    "event_name",
-    "runner_environment",
-)
-
-
-class Outcome(enum.Enum):
-    """An image's (or manifest's) verification outcome; ``value`` is its exit code."""
-
-    VERIFIED = EXIT_OK
-    USAGE_ERROR = EXIT_USAGE
-    NO_SIGNATURES = EXIT_NO_SIGNATURES
-    POLICY_MISMATCH = EXIT_POLICY_MISMATCH
-    INVALID = EXIT_INVALID_SIGNATURE
-    REGISTRY_ERROR = EXIT_REGISTRY
-    TRUST_ERROR = EXIT_TRUST
-
-    @property
-    def exit_code(self) -> int:
-        return self.value
-
-    @property
-    def label(self) -> str:
-        return self.name.lower().replace("_", "-")
-
-    @classmethod
-    def worst(cls, outcomes: Iterable[Outcome]) -> Outcome:
-        """The outcome that decides for several: exit codes rank by number (14 worst)."""
-        return max(outcomes, key=lambda o: o.value, default=cls.VERIFIED)
-
-    @classmethod
-    def of_error(cls, err: OpkSignError) -> Outcome:
-        if isinstance(err, PolicyError):
-            return cls.POLICY_MISMATCH
-        if isinstance(err, NetworkError):
-            return cls.REGISTRY_ERROR
-        if isinstance(err, TrustError):
-            return cls.TRUST_ERROR
-        if isinstance(err, UsageError):
-            return cls.USAGE_ERROR
-        if isinstance(err, VerificationError | FormatError):
-            return cls.INVALID
-        return cls.INVALID
-
-
-@dataclass(frozen=True)
-class VerifyOptions:
-    """What an image must satisfy, and the trust material to decide it with."""
-
-    policy: IdentityPolicy
-    keys: OPKeySource
-    issuers: frozenset[str]
-    expiry: ExpiryPolicy = MAX_AGE_24H
-    #: Predicate types each platform manifest must carry a valid attestation of.
-    attestations: tuple[str, ...] = ()
-    #: Verify the index and only this platform's manifest (else every platform).
-    platform: Platform | None = None
-    now: float | None = None
-    #: Trusted timestamp authorities: a bundle's RFC 3161 timestamps count only with these.
-    tsa: TSATrust | None = None
-    #: The repository signatures must name, when not the image's own (a mirror's canonical name).
-    signed_name: str | None = None
-
-
-#: Options for one image, or a function choosing them per image (the TUF mapping's policies).
-OptionsFor = Callable[[str], VerifyOptions]
 
 
 def _trust_kwargs(options: VerifyOptions) -> dict[str, Any]:
@@ -151,103 +69,6 @@ def _trust_kwargs(options: VerifyOptions) -> dict[str, Any]:
     return kwargs
 
 
-@dataclass(frozen=True)
-class BundleCheck:
-    """One bundle tried against one manifest, and what became of it."""
-
-    referrer: str
-    kind: str  # "signature" | "attestation"
-    outcome: Outcome
-    error: str | None = None
-    error_type: str | None = None
-    claims: dict[str, Any] = field(default_factory=dict)
-    predicate_type: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "referrer": self.referrer,
-            "kind": self.kind,
-            "outcome": self.outcome.label,
-        }
-        if self.predicate_type:
-            out["predicateType"] = self.predicate_type
-        if self.error is not None:
-            out["error"] = self.error
-            out["errorType"] = self.error_type
-        if self.claims:
-            out["identity"] = self.claims
-        return out
-
-
-@dataclass(frozen=True)
-class ManifestResult:
-    digest: str
-    media_type: str
-    platform: str | None
-    outcome: Outcome
-    message: str
-    checks: tuple[BundleCheck, ...] = ()
-
-    @property
-    def identity(self) -> dict[str, Any]:
-        for check in self.checks:
-            if check.kind == "signature" and check.outcome is Outcome.VERIFIED:
-                return check.claims
-        return {}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "digest": self.digest,
-            "mediaType": self.media_type,
-            "platform": self.platform,
-            "outcome": self.outcome.label,
-            "message": self.message,
-            "bundles": [c.to_dict() for c in self.checks],
-        }
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    """The verdict on one image, as given on the command line."""
-
-    image: str
-    outcome: Outcome
-    message: str
-    reference: str | None = None
-    digest: str | None = None
-    manifests: tuple[ManifestResult, ...] = ()
-    seconds: float = 0.0
-
-    @property
-    def verified(self) -> bool:
-        return self.outcome is Outcome.VERIFIED
-
-    @property
-    def exit_code(self) -> int:
-        return self.outcome.exit_code
-
-    @property
-    def identity(self) -> dict[str, Any]:
-        return self.manifests[0].identity if self.manifests else {}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "image": self.image,
-            "reference": self.reference,
-            "digest": self.digest,
-            "verified": self.verified,
-            "outcome": self.outcome.label,
-            "exitCode": self.exit_code,
-            "message": self.message,
-            "identity": self.identity,
-            "manifests": [m.to_dict() for m in self.manifests],
-        }
-
-
-def identity_of(verified: VerifiedPKToken) -> dict[str, Any]:
-    return {k: verified.claims[k] for k in IDENTITY_CLAIMS if k in verified.claims}
-
-
 # --- one image ----------------------------------------------------------------------------------
 
 
@@ -260,8 +81,7 @@ def verify_image(
     digest: str | None = None
     try:
         reference = Reference.parse(image)
-        if not isinstance(options, VerifyOptions):
-            options = options(image)
+        options = options_for(options, image)
         descriptor, data = client.pull_manifest(reference)
         digest = descriptor.digest
         manifests = _verify_tree(client, reference, descriptor, data, options)
@@ -546,14 +366,24 @@ def _failed(
 
 
 def verify_images(
-    client: RegistryClient,
     images: Iterable[str],
     options: VerifyOptions | OptionsFor,
     *,
+    client: RegistryClient | None = None,
     jobs: int = DEFAULT_JOBS,
 ) -> Iterator[ImageResult]:
-    """Verify images in parallel (at most ``jobs`` at once); results come in the given order."""
+    """Verify images in parallel (at most ``jobs`` at once); results come in the given order.
+
+    Every failure is an image's outcome, never an exception. Without a ``client``, one with the
+    default keychain (the docker config, then anonymous) is made for the run and closed after it.
+    """
     images = list(images)
+    if client is None:
+        from opk_sign.oci.credentials import Keychain
+
+        with RegistryClient(Keychain.default()) as own:
+            yield from verify_images(images, options, client=own, jobs=jobs)
+        return
     if jobs <= 1 or len(images) <= 1:
         for image in images:
             yield verify_image(client, image, options)

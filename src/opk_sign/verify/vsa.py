@@ -17,7 +17,7 @@ from opk_sign import __version__
 from opk_sign.oci.mediatypes import INDEX_MEDIA_TYPES
 from opk_sign.payloads.intoto import Statement, Subject
 from opk_sign.payloads.provenance import SLSA_PROVENANCE_V1
-from opk_sign.verify.image import ImageResult, Outcome
+from opk_sign.verify.outcome import ImageResult, Outcome
 
 VSA_PREDICATE_TYPE: Final = "https://slsa.dev/verification_summary/v1"
 VERIFIER_ID: Final = "https://github.com/opk-sign/opk-sign/verify"

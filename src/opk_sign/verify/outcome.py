@@ -1,0 +1,174 @@
+"""What verification decided: an outcome per bundle, manifest and image, with its exit code
+(docs/adr/0002-exit-code-contract.md), and the documents reports are made from. Pure logic."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opk_sign.errors import (
+    EXIT_INVALID_SIGNATURE,
+    EXIT_NO_SIGNATURES,
+    EXIT_OK,
+    EXIT_POLICY_MISMATCH,
+    EXIT_REGISTRY,
+    EXIT_TRUST,
+    EXIT_USAGE,
+    FormatError,
+    NetworkError,
+    OpkSignError,
+    PolicyError,
+    TrustError,
+    UsageError,
+    VerificationError,
+)
+from opk_sign.identity import SHOWN_CLAIMS
+from opk_sign.pktoken.verify import VerifiedPKToken
+
+
+class Outcome(enum.Enum):
+    """An image's (or manifest's) verification outcome; ``value`` is its exit code."""
+
+    VERIFIED = EXIT_OK
+    USAGE_ERROR = EXIT_USAGE
+    NO_SIGNATURES = EXIT_NO_SIGNATURES
+    POLICY_MISMATCH = EXIT_POLICY_MISMATCH
+    INVALID = EXIT_INVALID_SIGNATURE
+    REGISTRY_ERROR = EXIT_REGISTRY
+    TRUST_ERROR = EXIT_TRUST
+
+    @property
+    def exit_code(self) -> int:
+        return self.value
+
+    @property
+    def label(self) -> str:
+        return self.name.lower().replace("_", "-")
+
+    @classmethod
+    def worst(cls, outcomes: Iterable[Outcome]) -> Outcome:
+        """The outcome that decides for several: exit codes rank by number (14 worst)."""
+        return max(outcomes, key=lambda o: o.value, default=cls.VERIFIED)
+
+    @classmethod
+    def of_error(cls, err: OpkSignError) -> Outcome:
+        if isinstance(err, PolicyError):
+            return cls.POLICY_MISMATCH
+        if isinstance(err, NetworkError):
+            return cls.REGISTRY_ERROR
+        if isinstance(err, TrustError):
+            return cls.TRUST_ERROR
+        if isinstance(err, UsageError):
+            return cls.USAGE_ERROR
+        if isinstance(err, VerificationError | FormatError):
+            return cls.INVALID
+        return cls.INVALID
+
+
+@dataclass(frozen=True)
+class BundleCheck:
+    """One bundle tried against one manifest, and what became of it."""
+
+    referrer: str
+    kind: str  # "signature" | "attestation"
+    outcome: Outcome
+    error: str | None = None
+    error_type: str | None = None
+    claims: dict[str, Any] = field(default_factory=dict)
+    predicate_type: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "referrer": self.referrer,
+            "kind": self.kind,
+            "outcome": self.outcome.label,
+        }
+        if self.predicate_type:
+            out["predicateType"] = self.predicate_type
+        if self.error is not None:
+            out["error"] = self.error
+            out["errorType"] = self.error_type
+        if self.claims:
+            out["identity"] = self.claims
+        return out
+
+
+@dataclass(frozen=True)
+class ManifestResult:
+    digest: str
+    media_type: str
+    platform: str | None
+    outcome: Outcome
+    message: str
+    checks: tuple[BundleCheck, ...] = ()
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        for check in self.checks:
+            if check.kind == "signature" and check.outcome is Outcome.VERIFIED:
+                return check.claims
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "mediaType": self.media_type,
+            "platform": self.platform,
+            "outcome": self.outcome.label,
+            "message": self.message,
+            "bundles": [c.to_dict() for c in self.checks],
+        }
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """The verdict on one image, as given on the command line."""
+
+    image: str
+    outcome: Outcome
+    message: str
+    reference: str | None = None
+    digest: str | None = None
+    manifests: tuple[ManifestResult, ...] = ()
+    seconds: float = 0.0
+
+    @property
+    def verified(self) -> bool:
+        return self.outcome is Outcome.VERIFIED
+
+    @property
+    def exit_code(self) -> int:
+        return self.outcome.exit_code
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return self.manifests[0].identity if self.manifests else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "reference": self.reference,
+            "digest": self.digest,
+            "verified": self.verified,
+            "outcome": self.outcome.label,
+            "exitCode": self.exit_code,
+            "message": self.message,
+            "identity": self.identity,
+            "manifests": [m.to_dict() for m in self.manifests],
+        }
+
+
+def identity_of(verified: VerifiedPKToken) -> dict[str, Any]:
+    return {k: verified.claims[k] for k in SHOWN_CLAIMS if k in verified.claims}
+
+
+def tally(results: Iterable[ImageResult]) -> str:
+    done = list(results)
+    verified = sum(r.verified for r in done)
+    return f"{verified} of {len(done)} images verified"
+
+
+def worst_exit_code(results: Iterable[ImageResult]) -> int:
+    return Outcome.worst(r.outcome for r in results).exit_code
