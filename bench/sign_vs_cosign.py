@@ -33,7 +33,7 @@ from tests.services.tools import tool_path
 
 from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import Keychain
+from opk_sign.oci.keychain import Keychain
 
 ROOT = Path(__file__).resolve().parents[1]
 OPK_SIGN = ROOT / ".venv" / "bin" / "opk-sign"

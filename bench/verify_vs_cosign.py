@@ -52,7 +52,7 @@ from tests.services.tools import tool_path
 
 from opk_sign import __version__
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import Keychain
+from opk_sign.oci.keychain import Keychain
 from opk_sign.oidc import GitHubActionsProvider, JWKSCache
 from opk_sign.policy import policy_from_fields
 from opk_sign.sign.image import sign_image

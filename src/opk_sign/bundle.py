@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from opk_sign.errors import FormatError
-from opk_sign.jose import MAX_JSON_BYTES, CompactJWS, JSONObject, parse_json_object
+from opk_sign.jose import CompactJWS, JSONObject, parse_json_object
+from opk_sign.oci.limits import MAX_BUNDLE_BYTES
 from opk_sign.payloads.dsse import Envelope
 from opk_sign.pktoken import PKToken
 
@@ -41,7 +42,6 @@ ANNOTATION_ISSUER: Final = "dev.opk-sign.issuer"
 ANNOTATION_CREATED: Final = "org.opencontainers.image.created"
 
 #: A bundle is a few KiB (the PK token's GQ proof is 5.5 KiB); refuse anything absurd.
-MAX_BUNDLE_BYTES: Final = MAX_JSON_BYTES
 MAX_TIMESTAMPS: Final = 16
 MAX_TLOG_ENTRIES: Final = 16
 #: An RFC 3161 TimeStampToken is a few KiB with its certificates.

@@ -104,12 +104,6 @@ class PolicyError(VerificationError):
     exit_code = EXIT_POLICY_MISMATCH
 
 
-class NoSignaturesError(VerificationError):
-    """The image carries no opk-sign signature at all."""
-
-    exit_code = EXIT_NO_SIGNATURES
-
-
 # --- I/O -----------------------------------------------------------------------------------------
 
 

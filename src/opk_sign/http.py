@@ -6,11 +6,9 @@ gets its session here, so retries, timeouts and the user agent are the same ever
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -19,7 +17,7 @@ from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
-from opk_sign import __version__
+from opk_sign._version import __version__
 
 USER_AGENT = f"opk-sign/{__version__}"
 
@@ -117,37 +115,3 @@ def new_session(config: HTTPConfig = DEFAULT_HTTP) -> requests.Session:
     # Never pick up credentials or proxies from ~/.netrc or the environment by surprise.
     session.trust_env = False
     return session
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for localhost and addresses in 127.0.0.0/8 or ::1 (with or without a port)."""
-    host = host.strip()
-    if host.startswith("["):
-        host = host[1 : host.find("]")] if "]" in host else host[1:]
-    elif host.count(":") == 1:
-        host = host.split(":", 1)[0]
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def is_loopback_url(url: str) -> bool:
-    return is_loopback_host(urlsplit(url).hostname or "")
-
-
-def require_secure_url(url: str, what: str) -> None:
-    """HTTPS everywhere; plain HTTP only for loopback services (tests, emulators)."""
-    from opk_sign.errors import UsageError
-
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return
-    if parts.scheme == "http" and is_loopback_host(parts.hostname or ""):
-        return
-    raise UsageError(
-        f"{what} must use https:// (got {url!r})",
-        hint="plain http is allowed only for loopback addresses such as 127.0.0.1",
-    )

@@ -23,7 +23,8 @@ import pytest
 from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.bundle import ATTESTATION_ARTIFACT_TYPE, SIGNATURE_ARTIFACT_TYPE, Bundle
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import ExplicitCredentials, Keychain
+from opk_sign.oci.credentials import ExplicitCredentials
+from opk_sign.oci.keychain import Keychain
 from opk_sign.oci.manifest import ImageManifest, parse_manifest
 from opk_sign.oci.reference import Reference
 from opk_sign.trust.timestamp import verify_timestamp

@@ -5,7 +5,7 @@ Each case pushes a fresh single-platform image, attaches what the attacker attac
 nothing else, so the outcome is decided by that one referrer) and expects one outcome, exit code,
 error class (``BundleCheck.error_type``) and message fragment. The control case, a correctly
 attached signature and attestation, must verify, so the catalogue can fail. Unit-level tamperings
-(PK token, CIC, GQ, OSM, DSSE, bundle, policy) are in tests/unit/test_attack_catalogue.py;
+(PK token, CIC, GQ, OSM, DSSE, bundle, policy) are in tests/unit/attacks/ (world.py, cases_*.py);
 docs/attacks.md tables both.
 
 olareg serves the OCI referrers API (the listing is derived by the registry from the manifests
@@ -39,9 +39,9 @@ from opk_sign.errors import (
 )
 from opk_sign.oci import mediatypes
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import Keychain
 from opk_sign.oci.descriptor import Descriptor
 from opk_sign.oci.digest import sha256_digest
+from opk_sign.oci.keychain import Keychain
 from opk_sign.oci.manifest import canonical_json, empty_descriptor
 from opk_sign.oci.reference import Reference
 from opk_sign.pktoken import GITHUB_ISSUER, StaticJWKS

@@ -22,7 +22,7 @@ from opk_sign.cli.main import main
 from opk_sign.errors import EXIT_REGISTRY, SigningError, TokenRequestError
 from opk_sign.oci import mediatypes
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import Keychain
+from opk_sign.oci.keychain import Keychain
 from opk_sign.oci.manifest import ImageIndex, ImageManifest, parse_manifest
 from opk_sign.oci.reference import Reference
 from opk_sign.oidc import GitHubActionsProvider

@@ -17,7 +17,7 @@ from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.bundle import ATTESTATION_ARTIFACT_TYPE, SIGNATURE_ARTIFACT_TYPE, Bundle
 from opk_sign.errors import EXIT_INVALID_SIGNATURE, ExpiredTokenError, SigningError, TimestampError
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import Keychain
+from opk_sign.oci.keychain import Keychain
 from opk_sign.oci.manifest import ImageManifest, parse_manifest
 from opk_sign.oci.reference import Reference
 from opk_sign.oidc import GitHubActionsProvider
@@ -25,7 +25,7 @@ from opk_sign.pktoken import GITHUB_ISSUER, StaticJWKS
 from opk_sign.policy import policy_from_fields
 from opk_sign.sign.image import SigningOptions, SigningResult, sign_image
 from opk_sign.sign.signer import Signer
-from opk_sign.trust.timestamp import request_timestamp
+from opk_sign.trust.tsa import request_timestamp
 from opk_sign.verify import verify_attestation_bundle, verify_signature_bundle
 from tests.helpers import mint
 from tests.services.faultproxy import Fault, fault_proxy

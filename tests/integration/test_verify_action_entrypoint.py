@@ -19,7 +19,7 @@ import yaml
 from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.errors import EXIT_NO_SIGNATURES, EXIT_OK, EXIT_POLICY_MISMATCH, EXIT_USAGE
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import Keychain
+from opk_sign.oci.keychain import Keychain
 from opk_sign.oidc import GitHubActionsProvider
 from opk_sign.sign.image import sign_image
 from tests.integration.test_action_entrypoint import parse_github_output

@@ -27,7 +27,7 @@ from opk_sign.errors import (
     EXIT_USAGE,
 )
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import Keychain
+from opk_sign.oci.keychain import Keychain
 from opk_sign.oci.manifest import ImageManifest, parse_manifest
 from opk_sign.oci.reference import Reference
 from opk_sign.oidc import GitHubActionsProvider

@@ -33,7 +33,7 @@ from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.cli.main import main
 from opk_sign.errors import EXIT_OK
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import Keychain
+from opk_sign.oci.keychain import Keychain
 from opk_sign.oidc import GitHubActionsProvider, JWKSCache
 from opk_sign.policy import policy_from_fields
 from opk_sign.sign.image import sign_image

@@ -28,7 +28,7 @@ from opk_sign.errors import (
     EXIT_USAGE,
 )
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import Keychain
+from opk_sign.oci.keychain import Keychain
 from opk_sign.oidc import GitHubActionsProvider
 from opk_sign.sign.image import SigningOptions, sign_image
 from opk_sign.trust.jwks_archive import JWKSArchive

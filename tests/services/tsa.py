@@ -77,7 +77,7 @@ def write_vectors(out: Path) -> None:
     from dataclasses import replace
 
     from opk_sign.sign.signer import Signer
-    from opk_sign.trust.timestamp import request_timestamp
+    from opk_sign.trust.tsa import request_timestamp
     from tests.helpers import mint
 
     out.mkdir(parents=True, exist_ok=True)

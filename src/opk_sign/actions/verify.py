@@ -23,8 +23,9 @@ from opk_sign.actions.report import (
     verification_table,
 )
 from opk_sign.errors import EXIT_OK, UsageError
-from opk_sign.oci.credentials import ExplicitCredentials, Keychain
+from opk_sign.oci.credentials import ExplicitCredentials
 from opk_sign.oci.dockerconfig import DockerConfig
+from opk_sign.oci.keychain import Keychain
 from opk_sign.policy import policy_field_names
 from opk_sign.verify.options import (
     OptionsFor,
@@ -146,9 +147,9 @@ def _keychain(inputs: VerifyActionInputs, env: Mapping[str, str]) -> Keychain:
 
 
 def run(env: Mapping[str, str]) -> int:
-    from opk_sign.cli.verify import format_result
     from opk_sign.oci.client import RegistryClient
     from opk_sign.verify.image import verify_images
+    from opk_sign.verify.outcome import format_result
 
     inputs = read_inputs()
     options = verification(inputs, env)

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Final
 
-from opk_sign import __version__
+from opk_sign._version import __version__
 from opk_sign.cli import copy, dev, inspect, sign, trust, verify
 from opk_sign.cli import prcheck as pr_check
 from opk_sign.errors import EXIT_FAILURE, EXIT_USAGE, OpkSignError

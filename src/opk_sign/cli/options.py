@@ -18,8 +18,9 @@ from pathlib import Path
 
 from opk_sign.errors import UsageError
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import ExplicitCredentials, Keychain
+from opk_sign.oci.credentials import ExplicitCredentials
 from opk_sign.oci.dockerconfig import DockerConfig
+from opk_sign.oci.keychain import Keychain
 from opk_sign.policy import FIELDS, NO_REGEX, AllOf
 from opk_sign.verify.options import (
     OptionsFor,

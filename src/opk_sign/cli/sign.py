@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
 def timestamp_url(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
     """The TSA to timestamp with: --timestamp-url, else $OPK_SIGN_TIMESTAMP_URL, else the public
     default; None with --no-timestamp."""
-    from opk_sign.trust.timestamp import DEFAULT_TIMESTAMP_URL, TIMESTAMP_URL_VAR
+    from opk_sign.trust.tsa import DEFAULT_TIMESTAMP_URL, TIMESTAMP_URL_VAR
 
     if args.no_timestamp:
         return None

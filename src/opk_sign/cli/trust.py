@@ -410,7 +410,7 @@ def _run_map(args: argparse.Namespace) -> int:
 
 
 def _run_add_jwks(args: argparse.Namespace) -> int:
-    from opk_sign.http import require_secure_url
+    from opk_sign.urls import require_secure_url
 
     require_secure_url(args.issuer, "--issuer")
     if args.fetch:

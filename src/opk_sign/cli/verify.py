@@ -159,7 +159,8 @@ def _registry_of(image: str) -> str:
 
 
 def load_bundle(path: Path) -> Any:
-    from opk_sign.bundle import MAX_BUNDLE_BYTES, Bundle
+    from opk_sign.bundle import Bundle
+    from opk_sign.oci.limits import MAX_BUNDLE_BYTES
 
     try:
         with path.open("rb") as handle:
@@ -176,7 +177,7 @@ def report(
     options: VerifyOptions | OptionsFor,
 ) -> int:
     """Print each result as it comes, then the summary; the exit code is the worst outcome."""
-    from opk_sign.verify.outcome import Outcome
+    from opk_sign.verify.outcome import Outcome, format_result
 
     show_progress = args.progress
     if show_progress is None:
@@ -237,30 +238,6 @@ def _clear_progress(enabled: bool, stream: TextIO = sys.stderr) -> None:
 
 
 # --- text output --------------------------------------------------------------------------------
-
-
-def format_result(result: ImageResult) -> str:
-    mark = "OK  " if result.verified else "FAIL"
-    name = f"{result.reference}@{result.digest}" if result.digest else result.image
-    lines = [f"{mark} {name}: {result.outcome.label} (exit {result.exit_code})"]
-    if result.verified:
-        identity = result.identity
-        for key in ("repository", "job_workflow_ref", "ref", "sha", "event_name", "iss"):
-            if key in identity:
-                lines.append(f"     {key + ':':<18}{identity[key]}")
-        for manifest in result.manifests:
-            lines.append(f"     {manifest.platform or 'manifest':<18}{manifest.digest}")
-        return "\n".join(lines)
-    if not result.manifests:
-        lines.append(_indent(result.message, 5))
-    for manifest in result.manifests:
-        if manifest.outcome.exit_code != 0:
-            lines.append(_indent(manifest.message, 5))
-    return "\n".join(lines)
-
-
-def _indent(text: str, width: int) -> str:
-    return "\n".join(" " * width + line for line in text.splitlines())
 
 
 def format_summary(results: list[ImageResult]) -> str:

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 import requests
 
 from opk_sign.errors import RegistryAuthError, RegistryUnavailableError
-from opk_sign.http import HTTPConfig, is_loopback_url
-from opk_sign.oci.credentials import Credential, Keychain
+from opk_sign.http import HTTPConfig
+from opk_sign.oci.credentials import Credential
+from opk_sign.oci.keychain import Keychain
+from opk_sign.urls import is_loopback_url
 
 #: Tokens without ``expires_in`` live 60 s (distribution's token spec); we renew a little early.
 DEFAULT_TOKEN_LIFETIME = 60.0

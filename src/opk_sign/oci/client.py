@@ -12,28 +12,25 @@ not be reached or kept failing after retries. "Unavailable" is never read as "no
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from typing import IO, NoReturn
+from typing import IO
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
 
 from opk_sign.errors import (
     FormatError,
-    NotFoundError,
     RegistryAuthError,
     RegistryError,
     RegistryUnavailableError,
     UsageError,
 )
-from opk_sign.http import DEFAULT_HTTP, RETRY_STATUSES, HTTPConfig, new_session
+from opk_sign.http import DEFAULT_HTTP, RETRY_STATUSES, HTTPConfig
 from opk_sign.oci import limits, mediatypes
-from opk_sign.oci.auth import Authenticator, Scope
-from opk_sign.oci.credentials import Keychain
+from opk_sign.oci.auth import Scope
 from opk_sign.oci.descriptor import Descriptor
 from opk_sign.oci.digest import (
     is_digest,
@@ -42,6 +39,7 @@ from opk_sign.oci.digest import (
     split_digest,
     verify_digest,
 )
+from opk_sign.oci.keychain import Keychain
 from opk_sign.oci.manifest import (
     ImageIndex,
     Manifest,
@@ -59,25 +57,23 @@ from opk_sign.oci.referrers import (
     parse_referrers_index,
     referrer_entry,
 )
+from opk_sign.oci.transport import (
+    CHUNK,
+    BlobUnknownError,
+    Body,
+    ConnectionLost,
+    Transport,
+    rewind,
+)
 
 RefLike = Reference | str
-Body = bytes | IO[bytes]
 
 #: Base wait after writing a fallback referrers index before reading it back to confirm our entry
 #: survived; the client adds four times the read-to-write time it measured (docs/registry.md).
 DEFAULT_FALLBACK_SETTLE = 0.5
-_CHUNK = 64 * 1024
 
 
 _BLOB_UNKNOWN_RETRIES = 3
-
-
-class _ConnectionLost(RegistryUnavailableError):
-    """The connection broke while a response body was being read."""
-
-
-class _BlobUnknownError(RegistryError):
-    """A manifest PUT refused because the registry does not see one of its blobs."""
 
 
 class RegistryClient:
@@ -93,19 +89,15 @@ class RegistryClient:
         self.http = http
         self.keychain = credentials if credentials is not None else Keychain.default()
         self.fallback_settle = fallback_settle
-        self._session = new_session(http)
-        # Writes of the fallback referrers index are never retried blindly: a retry would write
-        # a stale merge. The update loop re-reads and merges instead.
-        self._once = new_session(replace(http, retries=0))
-        self.auth = Authenticator(self._session, self.keychain, http)
+        self.transport = Transport(self.keychain, http)
+        self.auth = self.transport.auth
         self._referrers_api: dict[str, bool] = {}
         # Repositories known to hold the empty config blob: checked once per run, not per referrer.
         self._empty_config_present: set[tuple[str, str]] = set()
         self._single_post: dict[str, bool] = {}
 
     def close(self) -> None:
-        self._session.close()
-        self._once.close()
+        self.transport.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -119,7 +111,7 @@ class RegistryClient:
         """The descriptor (digest, media type, size) of the manifest ``ref`` names: one HEAD."""
         ref = as_reference(ref)
         what = f"resolve {ref}"
-        resp = self._request(
+        resp = self.transport.request(
             "HEAD",
             ref,
             f"manifests/{ref.identifier}",
@@ -127,7 +119,7 @@ class RegistryClient:
         )
         with resp:
             if resp.status_code != 200:
-                self._fail(resp, what)
+                self.transport.fail(resp, what)
             digest = resp.headers.get("Docker-Content-Digest", "")
             media_type = resp.headers.get("Content-Type", "").split(";", 1)[0].strip()
             size = resp.headers.get("Content-Length", "")
@@ -146,7 +138,7 @@ class RegistryClient:
             ref = ref.with_digest(digest)
         what = f"manifest {ref}"
         for attempt in range(2):
-            resp = self._request(
+            resp = self.transport.request(
                 "GET",
                 ref,
                 f"manifests/{ref.identifier}",
@@ -155,13 +147,13 @@ class RegistryClient:
             )
             if resp.status_code != 200:
                 with resp:
-                    self._fail(resp, what)
+                    self.transport.fail(resp, what)
             header_digest = resp.headers.get("Docker-Content-Digest", "")
             content_type = resp.headers.get("Content-Type")
             try:
-                data = self._read(resp, limits.MAX_MANIFEST_BYTES, what)
+                data = self.transport.read(resp, limits.MAX_MANIFEST_BYTES, what)
                 break
-            except _ConnectionLost:
+            except ConnectionLost:
                 if attempt:
                     raise
         expected = ref.digest or (header_digest if is_digest(header_digest) else None)
@@ -207,7 +199,7 @@ class RegistryClient:
         target = ref.with_tag(tag) if tag else ref.with_digest(digest)
         what = f"push manifest {ref.name}@{digest}"
         for attempt in range(_BLOB_UNKNOWN_RETRIES + 1):
-            resp = self._request(
+            resp = self.transport.request(
                 "PUT",
                 target,
                 f"manifests/{tag or digest}",
@@ -218,10 +210,10 @@ class RegistryClient:
             try:
                 with resp:
                     if resp.status_code not in (200, 201):
-                        self._fail(resp, what)
+                        self.transport.fail(resp, what)
                     stored = resp.headers.get("Docker-Content-Digest")
                 break
-            except _BlobUnknownError:
+            except BlobUnknownError:
                 # A blob we just stored may not be visible yet: registries on eventually
                 # consistent storage, or distribution while another client links the same
                 # blob into the repository (it rewrites the link file in place).
@@ -274,14 +266,14 @@ class RegistryClient:
         split_digest(digest)
         what = f"blob {ref.name}@{digest}"
         for attempt in range(2):
-            resp = self._request("GET", ref, f"blobs/{digest}", stream=True)
+            resp = self.transport.request("GET", ref, f"blobs/{digest}", stream=True)
             if resp.status_code != 200:
                 with resp:
-                    self._fail(resp, what)
+                    self.transport.fail(resp, what)
             try:
-                data = self._read(resp, max_size, what)
+                data = self.transport.read(resp, max_size, what)
                 break
-            except _ConnectionLost:
+            except ConnectionLost:
                 if attempt:
                     raise
         verify_digest(data, digest, what)
@@ -291,14 +283,14 @@ class RegistryClient:
         """Stream a blob of any size into ``sink``, verifying its digest and size on the way."""
         ref = as_reference(repo)
         what = f"blob {ref.name}@{descriptor.digest}"
-        resp = self._request("GET", ref, f"blobs/{descriptor.digest}", stream=True)
+        resp = self.transport.request("GET", ref, f"blobs/{descriptor.digest}", stream=True)
         with resp:
             if resp.status_code != 200:
-                self._fail(resp, what)
+                self.transport.fail(resp, what)
             hasher = new_hasher(descriptor.digest)
             size = 0
             try:
-                for chunk in resp.iter_content(_CHUNK):
+                for chunk in resp.iter_content(CHUNK):
                     size += len(chunk)
                     if size > descriptor.size:
                         raise RegistryError(
@@ -307,20 +299,20 @@ class RegistryClient:
                     hasher.update(chunk)
                     sink.write(chunk)
             except requests.RequestException as err:
-                raise _ConnectionLost(f"{what}: connection lost while reading: {err}") from None
+                raise ConnectionLost(f"{what}: connection lost while reading: {err}") from None
         actual = f"{descriptor.digest.split(':', 1)[0]}:{hasher.hexdigest()}"
         if actual != descriptor.digest or size != descriptor.size:
             raise RegistryError(f"{what}: received content with digest {actual}, {size} bytes")
 
     def blob_exists(self, repo: RefLike, digest: str) -> bool:
         ref = as_reference(repo)
-        resp = self._request("HEAD", ref, f"blobs/{digest}", push=False)
+        resp = self.transport.request("HEAD", ref, f"blobs/{digest}", push=False)
         with resp:
             if resp.status_code == 200:
                 return True
             if resp.status_code == 404:
                 return False
-            self._fail(resp, f"check blob {ref.name}@{digest}")
+            self.transport.fail(resp, f"check blob {ref.name}@{digest}")
 
     def put_blob(
         self,
@@ -341,7 +333,7 @@ class RegistryClient:
     def mount_blob(self, repo: RefLike, digest: str, source_repository: str) -> bool:
         """Ask the registry to link a blob from another of its repositories: one request."""
         ref = as_reference(repo)
-        resp = self._request(
+        resp = self.transport.request(
             "POST",
             ref,
             "blobs/uploads/",
@@ -355,7 +347,9 @@ class RegistryClient:
                 return True
             if resp.status_code == 202:  # no mount; the upload session it opened just expires
                 return False
-            self._fail(resp, f"mount blob {digest} from {source_repository} into {ref.name}")
+            self.transport.fail(
+                resp, f"mount blob {digest} from {source_repository} into {ref.name}"
+            )
 
     def upload_blob(self, repo: RefLike, digest: str, size: int, body: Body) -> None:
         """Upload a blob: a single POST where the registry takes it, else POST and one PUT.
@@ -381,8 +375,8 @@ class RegistryClient:
         uploads = "blobs/uploads/"
         location: str | None = None
         if size <= limits.SINGLE_POST_MAX_BYTES and self._single_post.get(ref.registry, True):
-            _rewind(body)
-            resp = self._request(
+            rewind(body)
+            resp = self.transport.request(
                 "POST",
                 ref,
                 uploads,
@@ -396,17 +390,19 @@ class RegistryClient:
                     self._single_post[ref.registry] = True
                     return
                 if resp.status_code != 202:
-                    self._fail(resp, what)
+                    self.transport.fail(resp, what)
                 self._single_post[ref.registry] = False
-                location = self._location(resp, ref, what)
+                location = self.transport.location(resp, ref, what)
         if location is None:
-            resp = self._request("POST", ref, uploads, push=True, headers={"Content-Length": "0"})
+            resp = self.transport.request(
+                "POST", ref, uploads, push=True, headers={"Content-Length": "0"}
+            )
             with resp:
                 if resp.status_code != 202:
-                    self._fail(resp, what)
-                location = self._location(resp, ref, what)
-        _rewind(body)
-        resp = self._request(
+                    self.transport.fail(resp, what)
+                location = self.transport.location(resp, ref, what)
+        rewind(body)
+        resp = self.transport.request(
             "PUT",
             ref,
             url=_with_query(location, digest=digest),
@@ -416,7 +412,7 @@ class RegistryClient:
         )
         with resp:
             if resp.status_code not in (201, 204):
-                self._fail(resp, what)
+                self.transport.fail(resp, what)
 
     # --- referrers -------------------------------------------------------------------------------
 
@@ -514,7 +510,7 @@ class RegistryClient:
         params = {"artifactType": artifact_type} if artifact_type else None
         found: list[Descriptor] = []
         for page in range(limits.MAX_REFERRERS_PAGES):
-            resp = self._request(
+            resp = self.transport.request(
                 "GET",
                 ref,
                 url=url,
@@ -528,9 +524,9 @@ class RegistryClient:
                 return None
             if resp.status_code != 200:
                 with resp:
-                    self._fail(resp, what)
+                    self.transport.fail(resp, what)
             link = resp.links.get("next", {}).get("url")
-            data = self._read(resp, limits.MAX_MANIFEST_BYTES, what)
+            data = self.transport.read(resp, limits.MAX_MANIFEST_BYTES, what)
             try:
                 found.extend(parse_referrers_index(data))
             except FormatError as err:
@@ -558,7 +554,7 @@ class RegistryClient:
     def _read_fallback(self, ref: Reference, tag: str) -> tuple[bytes | None, str | None]:
         """The fallback index under ``tag`` and its ETag; (None, None) if there is none yet."""
         what = f"referrers index {ref.name}:{tag}"
-        resp = self._request(
+        resp = self.transport.request(
             "GET",
             ref,
             f"manifests/{tag}",
@@ -570,9 +566,9 @@ class RegistryClient:
             return None, None
         if resp.status_code != 200:
             with resp:
-                self._fail(resp, what)
+                self.transport.fail(resp, what)
         etag = resp.headers.get("ETag")
-        return self._read(resp, limits.MAX_MANIFEST_BYTES, what), etag
+        return self.transport.read(resp, limits.MAX_MANIFEST_BYTES, what), etag
 
     def _update_fallback(self, ref: Reference, subject: str, entries: Sequence[Descriptor]) -> None:
         """Add ``entries`` to the fallback index of ``subject`` without losing anyone's entry.
@@ -594,7 +590,7 @@ class RegistryClient:
                 # The index existed a moment ago: a missing one now is the registry in the
                 # middle of a write, and writing ours from scratch would drop every entry.
                 failures += 1
-                self._backoff(failures, None, what)
+                self.transport.backoff(failures, None, what)
                 continue
             seen_index = seen_index or current is not None
             try:
@@ -617,7 +613,7 @@ class RegistryClient:
             if etag:
                 headers["If-Match"] = etag
             try:
-                resp = self._request(
+                resp = self.transport.request(
                     "PUT",
                     ref,
                     f"manifests/{tag}",
@@ -629,7 +625,7 @@ class RegistryClient:
             except RegistryUnavailableError:
                 last_write = time.monotonic()  # it may have landed; confirm as if it did
                 failures += 1
-                self._backoff(failures, None, what)
+                self.transport.backoff(failures, None, what)
                 continue
             with resp:
                 status = resp.status_code
@@ -644,9 +640,9 @@ class RegistryClient:
                     continue
                 if status in RETRY_STATUSES:
                     failures += 1
-                    self._backoff(failures, resp.headers.get("Retry-After"), what)
+                    self.transport.backoff(failures, resp.headers.get("Retry-After"), what)
                     continue
-                self._fail(resp, f"update {what}")
+                self.transport.fail(resp, f"update {what}")
         raise RegistryError(
             f"{what} kept changing under us; referrers {', '.join(e.digest for e in entries)} "
             "are stored but may not be listed",
@@ -656,153 +652,6 @@ class RegistryClient:
     def _settle_time(self, read_to_write: float) -> float:
         base = self.fallback_settle + 4 * read_to_write
         return base * random.uniform(1.0, 1.2)  # noqa: S311 - jitter, not a secret
-
-    def _backoff(self, failures: int, retry_after: str | None, what: str) -> None:
-        if failures > self.http.retries:
-            raise RegistryUnavailableError(
-                f"update {what}: the registry kept failing ({failures} attempts)"
-            )
-        wait = min(self.http.backoff_max, self.http.backoff_factor * 2 ** (failures - 1))
-        wait += random.uniform(0, self.http.backoff_factor)  # noqa: S311 - jitter
-        if retry_after and retry_after.strip().isdigit():
-            asked = float(retry_after.strip())
-            if asked > self.http.max_retry_after:
-                raise RegistryUnavailableError(
-                    f"update {what}: the registry asked us to come back in {asked:.0f} s"
-                )
-            wait = max(wait, asked)
-        time.sleep(wait)
-
-    # --- transport -------------------------------------------------------------------------------
-
-    def _request(
-        self,
-        method: str,
-        ref: Reference,
-        path: str | None = None,
-        *,
-        url: str | None = None,
-        push: bool = False,
-        headers: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
-        data: Body | None = None,
-        stream: bool = False,
-        retry: bool = True,
-        extra_scopes: tuple[Scope, ...] = (),
-    ) -> requests.Response:
-        """Send one request to ``ref``'s registry, answering an auth challenge once."""
-        if url is None:
-            url = f"{ref.api_base}/v2/{ref.repository}/{path}"
-        scope = Scope.repository(ref.repository, push=push)
-        send_headers = dict(headers or {})
-        ours = _same_origin(url, ref.api_base)  # never send credentials to a storage redirect
-        sent = self.auth.authorization(ref.registry, scope) if ours else None
-        if sent:
-            send_headers["Authorization"] = sent
-        resp = self._send(
-            method, url, send_headers, params=params, data=data, stream=stream, retry=retry
-        )
-        if resp.status_code != 401 or not ours:
-            return resp
-        challenge = resp.headers.get("WWW-Authenticate", "")
-        resp.close()
-        if not challenge:
-            raise RegistryAuthError(f"{method} {url}: 401 without an authentication challenge")
-        if extra_scopes:
-            challenge = _add_scopes(challenge, extra_scopes)
-        send_headers["Authorization"] = self.auth.respond(ref.registry, scope, challenge, sent)
-        _rewind(data)
-        resp = self._send(
-            method, url, send_headers, params=params, data=data, stream=stream, retry=retry
-        )
-        if resp.status_code == 401:
-            resp.close()
-            credential = self.auth.credential(ref.registry)
-            raise RegistryAuthError(
-                f"{ref.registry} refused the credentials from {credential.source} for {scope}",
-                hint="check that the credentials grant this access to the repository",
-            )
-        return resp
-
-    def _send(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        *,
-        params: Mapping[str, str] | None,
-        data: Body | None,
-        stream: bool,
-        retry: bool,
-    ) -> requests.Response:
-        session = self._session if retry else self._once
-        try:
-            return session.request(
-                method,
-                url,
-                headers=dict(headers),
-                params=params,
-                data=data,
-                stream=stream,
-                timeout=self.http.timeout,
-                allow_redirects=method in ("GET", "HEAD"),
-            )
-        except requests.exceptions.RetryError as err:
-            raise RegistryUnavailableError(
-                f"{method} {_redact(url)}: the registry kept failing: {err}",
-                hint="the registry is down or rate-limiting us; try again later",
-            ) from None
-        except (requests.ConnectionError, requests.Timeout) as err:
-            raise RegistryUnavailableError(
-                f"{method} {_redact(url)}: could not reach the registry: {_reason(err)}",
-                hint="check the registry address and the network",
-            ) from None
-        except requests.RequestException as err:
-            raise RegistryError(f"{method} {_redact(url)}: {err}") from None
-
-    def _read(self, resp: requests.Response, limit: int, what: str) -> bytes:
-        """The body, refused past ``limit`` bytes; always closes the response."""
-        with resp:
-            length = resp.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > limit:
-                raise RegistryError(f"{what} is {length} bytes, over the {limit}-byte limit")
-            buffer = bytearray()
-            try:
-                for chunk in resp.iter_content(_CHUNK):
-                    buffer += chunk
-                    if len(buffer) > limit:
-                        raise RegistryError(f"{what} is over the {limit}-byte limit")
-            except requests.RequestException as err:
-                raise _ConnectionLost(f"{what}: connection lost while reading: {err}") from None
-            return bytes(buffer)
-
-    def _location(self, resp: requests.Response, ref: Reference, what: str) -> str:
-        location = resp.headers.get("Location")
-        if not location:
-            raise RegistryError(f"{what}: the registry started an upload without a Location")
-        return urljoin(resp.url or ref.api_base, location)
-
-    def _fail(self, resp: requests.Response, what: str) -> NoReturn:
-        status = resp.status_code
-        detail = _error_detail(resp)
-        if status == 404:
-            raise NotFoundError(f"{what}: not found ({detail})")
-        if status in (401, 403):
-            raise RegistryAuthError(
-                f"{what}: access denied ({status}: {detail})",
-                hint="check that the credentials grant this access to the repository",
-            )
-        if status == 429 or status >= 500:
-            retry_after = resp.headers.get("Retry-After")
-            suffix = f", Retry-After {retry_after}" if retry_after else ""
-            raise RegistryUnavailableError(
-                f"{what}: the registry answered {status} ({detail}{suffix}) after "
-                f"{self.http.retries} retries",
-                hint="the registry is down or rate-limiting us; try again later",
-            )
-        if status == 400 and "BLOB_UNKNOWN" in detail:
-            raise _BlobUnknownError(f"{what}: the registry answered {status} ({detail})")
-        raise RegistryError(f"{what}: the registry answered {status} ({detail})")
 
 
 def referrer_descriptor(manifest: Manifest, media_type: str, digest: str) -> Descriptor:
@@ -821,57 +670,7 @@ def referrer_descriptor(manifest: Manifest, media_type: str, digest: str) -> Des
     )
 
 
-def _rewind(body: Body | None) -> None:
-    if body is not None and not isinstance(body, bytes):
-        body.seek(0)
-
-
-def _same_origin(url: str, base: str) -> bool:
-    a, b = urlsplit(url), urlsplit(base)
-    return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
-
-
 def _with_query(url: str, **params: str) -> str:
     parts = urlsplit(url)
     query = "&".join(q for q in (parts.query, urlencode(params)) if q)
     return urlunsplit(parts._replace(query=query))
-
-
-def _add_scopes(challenge: str, scopes: tuple[Scope, ...]) -> str:
-    """Also ask for ``scopes``: a cross-repository mount needs pull on the source."""
-    extra = " ".join(str(s) for s in scopes)
-    if 'scope="' in challenge:
-        return challenge.replace('scope="', f'scope="{extra} ', 1)
-    return f'{challenge},scope="{extra}"'
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(query="")) if "state" in parts.query else url
-
-
-def _reason(err: Exception) -> str:
-    text = str(err)
-    return text if len(text) < 300 else text[:300] + "…"
-
-
-def _error_detail(resp: requests.Response) -> str:
-    """The OCI error codes and messages of a failed response, for people."""
-    reason = resp.reason or ""
-    try:
-        body = next(resp.iter_content(8192), b"")
-    except requests.RequestException:
-        body = b""
-    try:
-        doc = json.loads(body)
-        errors = doc.get("errors") if isinstance(doc, dict) else None
-        if isinstance(errors, list) and errors:
-            parts = [
-                f"{e.get('code', '?')}: {e.get('message', '')}".strip(": ")
-                for e in errors
-                if isinstance(e, dict)
-            ]
-            return "; ".join(parts) or reason
-    except ValueError:
-        pass
-    return reason or f"HTTP {resp.status_code}"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 #: Largest manifest or index we read or write (the limit distribution and most registries enforce).
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-#: Largest signature or attestation bundle blob we read or attach.
-MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+#: Largest signature or attestation bundle we read or attach: the bundle format's own limit
+#: (docs/bundle.md), the one definition (``opk_sign.bundle`` uses it too).
+MAX_BUNDLE_BYTES = 1 << 20
 #: Blobs up to this size are uploaded with a single POST where the registry takes it.
 SINGLE_POST_MAX_BYTES = 16 * 1024 * 1024
 #: Blobs up to this size are copied through memory; larger ones through a temporary file.

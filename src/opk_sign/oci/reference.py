@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass, replace
 
 from opk_sign.errors import UsageError
-from opk_sign.http import is_loopback_host
 from opk_sign.oci.digest import split_digest
+from opk_sign.urls import is_loopback_host
 
 DOCKER_HUB = "docker.io"
 #: Where docker.io's registry API actually lives.

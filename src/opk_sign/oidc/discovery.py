@@ -17,7 +17,8 @@ from typing import Any
 import requests
 
 from opk_sign.errors import TrustError, UsageError
-from opk_sign.http import DEFAULT_HTTP, new_session, require_secure_url
+from opk_sign.http import DEFAULT_HTTP, new_session
+from opk_sign.urls import require_secure_url
 
 #: Discovery documents and JWKS are a few KiB; anything far larger is not one.
 MAX_DOCUMENT_BYTES = 1 << 20

@@ -16,7 +16,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 
 from opk_sign.errors import NetworkError, TokenRequestError, UsageError
-from opk_sign.http import DEFAULT_HTTP, new_session, require_secure_url
+from opk_sign.http import DEFAULT_HTTP, new_session
+from opk_sign.urls import require_secure_url
 
 log = logging.getLogger(__name__)
 

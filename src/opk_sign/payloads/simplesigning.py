@@ -1,4 +1,4 @@
-"""The simple-signing payload an opk-sign signature (OSM) signs (DESIGN.md, "Signature").
+"""The simple-signing payload an opk-sign signature (OSM) signs (docs/bundle.md).
 
     {"critical": {"identity": {"docker-reference": "<registry/repo>"},
                   "image": {"docker-manifest-digest": "sha256:…"},

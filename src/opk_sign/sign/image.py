@@ -1,6 +1,6 @@
 """The signing flow: from an image reference to signature and attestation referrers.
 
-Steps (issue "Signing end to end", DESIGN.md "Formats opk-sign writes" and "Storage"):
+Steps (docs/bundle.md for what is written, docs/registry.md for where):
 
 1. Make an ephemeral ES256 key (memory only) and its CIC; the commitment is the ID token audience.
 2. Get the ID token from the provider; verify it against the issuer's live JWKS (discovery).
@@ -42,7 +42,7 @@ from opk_sign.errors import (
     TrustError,
     UsageError,
 )
-from opk_sign.http import new_session, require_secure_url
+from opk_sign.http import new_session
 from opk_sign.identity import SignerIdentity
 from opk_sign.jose import CompactJWS, JSONObject, parse_json_object
 from opk_sign.oci import mediatypes
@@ -62,7 +62,8 @@ from opk_sign.pktoken import (
 )
 from opk_sign.pktoken.verify import select_key
 from opk_sign.sign.signer import Signer
-from opk_sign.trust.timestamp import request_timestamp
+from opk_sign.trust.tsa import request_timestamp
+from opk_sign.urls import require_secure_url
 
 log = logging.getLogger(__name__)
 

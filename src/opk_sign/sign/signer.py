@@ -1,7 +1,7 @@
 """The signer of one signing run: an ephemeral ES256 key and its PK token, making bundles.
 
 Pure logic, no I/O: ``sign.py`` gets the ID token and talks to the registry. One run = one key =
-one PK token, used for every signature and attestation of the run (DESIGN.md, "Formats").
+one PK token, used for every signature and attestation of the run (docs/bundle.md).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from opk_sign import __version__
+from opk_sign._version import __version__
 from opk_sign.bundle import (
     ANNOTATION_CREATED,
     ANNOTATION_IDENTITY,

@@ -45,12 +45,13 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]  # re-exported, no 
 from tuf.ngclient.fetcher import FetcherInterface
 from tuf.ngclient.updater import Updater
 
-from opk_sign import __version__
+from opk_sign._version import __version__
 from opk_sign.errors import FormatError, TrustError, UsageError
-from opk_sign.http import DEFAULT_HTTP, new_session, require_secure_url
+from opk_sign.http import DEFAULT_HTTP, new_session
 from opk_sign.jose import parse_json
 from opk_sign.trust.jwks_archive import JWKSArchive
 from opk_sign.trust.mapping import MAPPING_TARGET, Mapping
+from opk_sign.urls import require_secure_url
 
 if TYPE_CHECKING:
     from opk_sign.policy import AllOf

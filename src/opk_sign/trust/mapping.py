@@ -25,7 +25,7 @@ from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from opk_sign import __version__
+from opk_sign._version import __version__
 from opk_sign.errors import FormatError, TrustError, UsageError
 from opk_sign.jose import JSONObject, parse_json_object
 from opk_sign.oci.reference import Reference

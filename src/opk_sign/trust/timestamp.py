@@ -1,5 +1,5 @@
-"""RFC 3161 timestamps over signatures: asking a timestamp authority (I/O), and checking a
-timestamp against trusted TSA certificate chains (pure).
+"""RFC 3161 timestamps over signatures: checking a timestamp against trusted TSA certificate
+chains. Pure logic; asking a TSA for one is :mod:`opk_sign.trust.tsa`.
 
 A timestamp proves that a signature existed at a time: its message imprint is the SHA-256 of the
 signature bytes (``Bundle.signature_bytes()``: the OSM's decoded signature segment, or the DSSE
@@ -20,42 +20,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-import requests
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from rfc3161_client import (
-    HashAlgorithm,
-    PKIStatus,
-    TimestampRequestBuilder,
     TimeStampResponse,
     VerifierBuilder,
     decode_timestamp_response,
 )
 from rfc3161_client import VerificationError as RFC3161VerificationError
 
-from opk_sign.bundle import MAX_TIMESTAMP_BYTES, Timestamp
-from opk_sign.errors import NetworkError, TimestampError, TrustError
-from opk_sign.http import DEFAULT_HTTP, RETRY_STATUSES, new_session, require_secure_url
+from opk_sign.bundle import Timestamp
+from opk_sign.errors import TimestampError, TrustError
 
-#: The public TSA signing uses unless told otherwise: Sigstore's timestamp authority.
-DEFAULT_TIMESTAMP_URL: Final = "https://timestamp.sigstore.dev/api/v1/timestamp"
-#: Environment variable naming the TSA (CLI and action), e.g. a private or loopback one.
-TIMESTAMP_URL_VAR: Final = "OPK_SIGN_TIMESTAMP_URL"
-
-REQUEST_MEDIA_TYPE: Final = "application/timestamp-query"
-RESPONSE_MEDIA_TYPE: Final = "application/timestamp-reply"
-#: The status and the token: a response is barely larger than the token it carries.
-MAX_RESPONSE_BYTES: Final = MAX_TIMESTAMP_BYTES + 1024
 #: Certificates in a trust file; a TSA chain has three or four.
 MAX_TRUSTED_CERTIFICATES: Final = 64
 SHA256_OID: Final = x509.ObjectIdentifier("2.16.840.1.101.3.4.2.1")
 
 #: DER ``PKIStatusInfo { status granted(0) }``, to rebuild a TimeStampResp around a stored token.
 _GRANTED: Final = bytes.fromhex("3003020100")
-_TSA_HINT: Final = (
-    "check the TSA URL (--timestamp-url, OPK_SIGN_TIMESTAMP_URL, or the action's timestamp-url "
-    "input), or sign without timestamps (--no-timestamp)"
-)
 
 
 # --- trust ----------------------------------------------------------------------------------------
@@ -178,7 +160,7 @@ def verify_timestamp(ts: Timestamp, signature: bytes, trust: TSATrust) -> dateti
     time, to a trusted chain, is the chain's pinned TSA certificate when the chain names one, and
     carries the critical time-stamping EKU. Raises :class:`TimestampError` naming what failed.
     """
-    response = _parse(ts.rfc3161)
+    response = parse_token(ts.rfc3161)
     info = response.tst_info
     imprint = info.message_imprint
     if imprint.hash_algorithm != SHA256_OID:
@@ -207,7 +189,7 @@ def verify_timestamp(ts: Timestamp, signature: bytes, trust: TSATrust) -> dateti
     )
 
 
-def _parse(token: bytes) -> TimeStampResponse:
+def parse_token(token: bytes) -> TimeStampResponse:
     """The stored token inside a rebuilt granted TimeStampResp, its TSTInfo read once."""
     body = _GRANTED + token
     try:
@@ -234,117 +216,8 @@ def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-# --- asking a TSA (I/O) ---------------------------------------------------------------------------
-
-
-def request_timestamp(
-    url: str, signature: bytes, session: requests.Session | None = None
-) -> Timestamp:
-    """A timestamp over ``signature`` from the TSA at ``url`` (RFC 3161 over HTTP POST).
-
-    The response must grant the request and answer exactly it: same nonce, SHA-256 imprint of
-    ``signature``, the TSA's certificate included. Transport failures raise
-    :class:`NetworkError`; a refusal or a response that does not match, :class:`TimestampError`.
-    The TSA's certificate chain is not checked here: that is the verifier's trust decision.
-    """
-    require_secure_url(url, "the timestamp authority URL")
-    if not signature:
-        raise TimestampError("nothing to timestamp: the signature is empty")
-    request = (
-        TimestampRequestBuilder()
-        .data(signature)
-        .hash_algorithm(HashAlgorithm.SHA256)
-        .nonce(nonce=True)
-        .cert_request(cert_request=True)
-        .build()
-    )
-    body = _post(url, request.as_bytes(), session)
-    try:
-        response = decode_timestamp_response(body)
-        status = response.status
-    except ValueError as err:
-        raise TimestampError(
-            f"the timestamp authority {url} answered something that is not an RFC 3161 "
-            f"response: {err}",
-            hint=_TSA_HINT,
-        ) from None
-    if status != PKIStatus.GRANTED:
-        detail = "; ".join(response.status_string) or "no reason given"
-        raise TimestampError(
-            f"the timestamp authority {url} refused the request: status {status} ({detail})",
-            hint=_TSA_HINT,
-        )
-    try:
-        token = response.time_stamp_token()
-    except ValueError as err:
-        raise TimestampError(f"the timestamp authority {url} sent no token: {err}") from None
-    timestamp = Timestamp(token)
-    stated = _parse(token)
-    info = stated.tst_info
-    if info.nonce != request.nonce:
-        raise TimestampError(
-            f"the timestamp authority {url} answered another request (nonce {info.nonce}, "
-            f"sent {request.nonce})"
-        )
-    if info.message_imprint.hash_algorithm != SHA256_OID or info.message_imprint.message != (
-        hashlib.sha256(signature).digest()
-    ):
-        raise TimestampError(
-            f"the timestamp authority {url} timestamped other data than the signature sent"
-        )
-    if not stated.signed_data.certificates:
-        raise TimestampError(
-            f"the timestamp authority {url} left out its certificate although it was requested"
-        )
-    return timestamp
-
-
-def _post(url: str, query: bytes, session: requests.Session | None) -> bytes:
-    http = new_session() if session is None else session
-    try:
-        with http.post(
-            url,
-            data=query,
-            headers={"Content-Type": REQUEST_MEDIA_TYPE, "Accept": RESPONSE_MEDIA_TYPE},
-            timeout=DEFAULT_HTTP.timeout,
-            allow_redirects=False,
-            stream=True,
-        ) as response:
-            status = response.status_code
-            if status in RETRY_STATUSES:
-                raise NetworkError(
-                    f"the timestamp authority {url} is unavailable: HTTP {status} after retries",
-                    hint=_TSA_HINT,
-                )
-            body = bytearray()
-            for chunk in response.iter_content(16 * 1024):
-                body += chunk
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise TimestampError(
-                        f"the timestamp authority {url} answered more than "
-                        f"{MAX_RESPONSE_BYTES} bytes"
-                    )
-    except requests.RequestException as err:
-        raise NetworkError(
-            f"could not reach the timestamp authority {url}: {err}", hint=_TSA_HINT
-        ) from None
-    finally:
-        if session is None:
-            http.close()
-    if status not in (200, 201):
-        text = bytes(body[:200]).decode("utf-8", "replace").strip()
-        raise TimestampError(
-            f"the timestamp authority {url} answered HTTP {status}" + (f": {text}" if text else ""),
-            hint=_TSA_HINT,
-        )
-    return bytes(body)
-
-
 __all__ = [
-    "DEFAULT_TIMESTAMP_URL",
-    "TIMESTAMP_URL_VAR",
     "TSAChain",
     "TSATrust",
-    "request_timestamp",
     "verify_timestamp",
 ]

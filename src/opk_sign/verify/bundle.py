@@ -1,8 +1,9 @@
 """Verifying one opk-sign bundle against one manifest digest. Pure logic, no I/O.
 
-The steps are numbered after DESIGN.md "Verification"; each failure is its own error class, and
-the identity policy runs last so that "valid, but not by whom you require" (PolicyError, exit 11)
-is never confused with "not valid" (every other VerificationError, exit 12).
+The steps are numbered after docs/verify.md ("What is checked"); each failure is its own error
+class, and the identity policy runs last so that "valid, but not by whom you require"
+(PolicyError, exit 11) is never confused with "not valid" (every other VerificationError,
+exit 12).
 
 Time: a PK token is judged at ``now`` by the expiry policy (24 hours after ``iat`` by default),
 unless the verifier trusts TSA certificates (``tsa``) and the bundle carries RFC 3161 timestamps:

@@ -379,7 +379,7 @@ def verify_images(
     """
     images = list(images)
     if client is None:
-        from opk_sign.oci.credentials import Keychain
+        from opk_sign.oci.keychain import Keychain
 
         with RegistryClient(Keychain.default()) as own:
             yield from verify_images(images, options, client=own, jobs=jobs)

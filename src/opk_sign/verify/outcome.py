@@ -172,3 +172,30 @@ def tally(results: Iterable[ImageResult]) -> str:
 
 def worst_exit_code(results: Iterable[ImageResult]) -> int:
     return Outcome.worst(r.outcome for r in results).exit_code
+
+
+# --- text ---------------------------------------------------------------------------------------
+
+
+def format_result(result: ImageResult) -> str:
+    mark = "OK  " if result.verified else "FAIL"
+    name = f"{result.reference}@{result.digest}" if result.digest else result.image
+    lines = [f"{mark} {name}: {result.outcome.label} (exit {result.exit_code})"]
+    if result.verified:
+        identity = result.identity
+        for key in ("repository", "job_workflow_ref", "ref", "sha", "event_name", "iss"):
+            if key in identity:
+                lines.append(f"     {key + ':':<18}{identity[key]}")
+        for manifest in result.manifests:
+            lines.append(f"     {manifest.platform or 'manifest':<18}{manifest.digest}")
+        return "\n".join(lines)
+    if not result.manifests:
+        lines.append(_indent(result.message, 5))
+    for manifest in result.manifests:
+        if manifest.outcome.exit_code != 0:
+            lines.append(_indent(manifest.message, 5))
+    return "\n".join(lines)
+
+
+def _indent(text: str, width: int) -> str:
+    return "\n".join(" " * width + line for line in text.splitlines())

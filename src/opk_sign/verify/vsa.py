@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from typing import Final
 
-from opk_sign import __version__
+from opk_sign._version import __version__
 from opk_sign.oci.mediatypes import INDEX_MEDIA_TYPES
 from opk_sign.payloads.intoto import Statement, Subject
 from opk_sign.payloads.provenance import SLSA_PROVENANCE_V1
@@ -68,7 +67,3 @@ def build_vsa(
     }
     subject = Subject.for_oci_digest(result.reference, result.digest)
     return Statement.build([subject], VSA_PREDICATE_TYPE, predicate)
-
-
-def vsa_json(statement: Statement) -> str:
-    return json.dumps(json.loads(statement.raw), sort_keys=False)

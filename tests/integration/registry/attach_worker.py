@@ -14,8 +14,8 @@ import uuid
 
 from opk_sign.http import HTTPConfig
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import Keychain
 from opk_sign.oci.descriptor import Descriptor
+from opk_sign.oci.keychain import Keychain
 
 ARTIFACT_TYPE = "application/vnd.dev.opk-sign.test.signature.v1+json"
 BUNDLE_TYPE = "application/vnd.dev.opk-sign.test.bundle.v1+json"

@@ -14,7 +14,7 @@ import pytest
 
 from opk_sign.http import HTTPConfig
 from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import Keychain
+from opk_sign.oci.keychain import Keychain
 from tests.services.faultproxy import FaultProxy, fault_proxy
 from tests.services.registries import Registry, TokenServer, distribution, olareg, token_server
 

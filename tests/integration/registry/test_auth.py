@@ -22,8 +22,9 @@ import requests
 
 from opk_sign.cli.main import main
 from opk_sign.errors import EXIT_REGISTRY, RegistryAuthError
-from opk_sign.oci.credentials import ExplicitCredentials, Keychain
+from opk_sign.oci.credentials import ExplicitCredentials
 from opk_sign.oci.dockerconfig import DockerConfig
+from opk_sign.oci.keychain import Keychain
 from tests.integration.registry.conftest import USERS, new_client, unique
 from tests.services.faultproxy import FaultProxy, fault_proxy
 from tests.services.images import push_sample_image

@@ -37,17 +37,13 @@ from opk_sign.pktoken import GITHUB_ISSUER, StaticJWKS
 from opk_sign.pktoken.verify import NEVER
 from opk_sign.policy import policy_from_fields
 from opk_sign.sign.image import SigningOptions
-from opk_sign.trust.timestamp import (
-    DEFAULT_TIMESTAMP_URL,
-    TSATrust,
-    request_timestamp,
-    verify_timestamp,
-)
+from opk_sign.trust.timestamp import TSATrust, verify_timestamp
+from opk_sign.trust.tsa import DEFAULT_TIMESTAMP_URL, request_timestamp
 from opk_sign.verify import verify_attestation_bundle, verify_signature_bundle
 from tests.helpers import ASSETS, op_key
 
 VECTORS = ASSETS / "timestamps"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DIGEST = "sha256:" + "ab" * 32
 REPOSITORY = "ghcr.io/octo-org/app"
 POLICY = policy_from_fields({"repository": "octo-org/octo-repo"})

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from opk_sign.errors import RegistryAuthError, UsageError
-from opk_sign.oci.credentials import ExplicitCredentials, Keychain, registry_key
+from opk_sign.oci.credentials import ExplicitCredentials, registry_key
 from opk_sign.oci.dockerconfig import DOCKER_HUB_SERVER, DockerConfig, config_dir
+from opk_sign.oci.keychain import Keychain
 
 
 def encoded(user: str, password: str) -> str:

@@ -40,7 +40,7 @@ from opk_sign.policy import policy_field_names
 from opk_sign.verify.options import VerifyOptions
 from opk_sign.verify.outcome import BundleCheck, ImageResult, ManifestResult, Outcome
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DIGEST = "sha256:" + "ab" * 32
 IMAGE = "ghcr.io/octo-org/app:v1"
 
