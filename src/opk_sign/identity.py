@@ -25,18 +25,21 @@ class Claim:
     field: str | None = None
     #: Shown as "who signed" in reports, JSON results and VSAs.
     shown: bool = False
+    #: Names the signer: a policy must require one of these in every alternative, since every
+    #: other claim (ref, event, environment ...) is satisfied by any repository on GitHub.
+    pins_signer: bool = False
 
 
 #: The one list of signer claims; every other list (policy fields, claims shown) is drawn from it.
 CLAIMS: Final = (
     Claim("iss", "issuer", shown=True),
-    Claim("sub"),
-    Claim("repository", "repository", shown=True),
-    Claim("repository_id", "repository-id", shown=True),
-    Claim("repository_owner", "owner", shown=True),
-    Claim("repository_owner_id", "owner-id"),
-    Claim("job_workflow_ref", "signer-workflow", shown=True),
-    Claim("workflow_ref", "workflow-ref", shown=True),
+    Claim("sub", "subject", pins_signer=True),
+    Claim("repository", "repository", shown=True, pins_signer=True),
+    Claim("repository_id", "repository-id", shown=True, pins_signer=True),
+    Claim("repository_owner", "owner", shown=True, pins_signer=True),
+    Claim("repository_owner_id", "owner-id", pins_signer=True),
+    Claim("job_workflow_ref", "signer-workflow", shown=True, pins_signer=True),
+    Claim("workflow_ref", "workflow-ref", shown=True, pins_signer=True),
     Claim("ref", "ref", shown=True),
     Claim("ref_type", "ref-type"),
     Claim("sha", "sha", shown=True),
@@ -48,6 +51,8 @@ CLAIMS: Final = (
 )
 #: Identity-policy fields (flags and policy-file keys) and the claim each one checks.
 POLICY_FIELDS: Final[dict[str, str]] = {c.field: c.name for c in CLAIMS if c.field}
+#: Claims that name the signer (repository, owner, workflow, subject).
+PINNING_CLAIMS: Final = frozenset(c.name for c in CLAIMS if c.pins_signer)
 #: Claims shown as "who signed" in reports and VSAs, in this order.
 SHOWN_CLAIMS: Final = tuple(c.name for c in CLAIMS if c.shown)
 

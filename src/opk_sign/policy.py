@@ -9,13 +9,15 @@ Pure logic: no I/O. :func:`policy_from_document` builds a policy from a parsed Y
 
 from __future__ import annotations
 
+import random
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from opk_sign.errors import PolicyError, UsageError
-from opk_sign.identity import POLICY_FIELDS
+from opk_sign.identity import PINNING_CLAIMS, POLICY_FIELDS
 from opk_sign.pktoken import GITHUB_ISSUER
 
 Claims = Mapping[str, Any]
@@ -165,11 +167,8 @@ def policy_from_fields(
             raise UsageError(f"policy field {key!r} must be a string, got {type(value).__name__}")
         seen_issuer = seen_issuer or name == "issuer"
         policies.append(ClaimPolicy(FIELDS[name], value, regex))
-    if require_signer and not _names_signer(policies):
-        raise UsageError(
-            "the identity policy names no signer",
-            hint="require at least --repository (or --owner, --signer-workflow ...)",
-        )
+    if require_signer:
+        require_pinned(AllOf(policies), "the identity policy")
     if not seen_issuer and default_issuer is not None:
         policies.insert(0, ClaimPolicy("iss", default_issuer))
     return AllOf(policies)
@@ -207,24 +206,117 @@ def _document(doc: Any, default_issuer: str | None, where: str) -> AllOf:
         parts.append(combine(subs))
     if not parts:
         raise UsageError(f"{where}: the policy is empty and would accept any signer")
-    if default_issuer is not None and not _names_signer(parts):
-        raise UsageError(
-            f"{where}: the policy names no signer, only an issuer",
-            hint="require at least repository (or owner, signer-workflow ...)",
-        )
+    if default_issuer is not None:  # the whole document: every alternative must pin the signer
+        require_pinned(AllOf(parts), where)
     if default_issuer is not None and not _mentions_issuer(parts):
         parts.insert(0, ClaimPolicy("iss", default_issuer))
     return AllOf(parts)
 
 
-def _names_signer(policies: Sequence[IdentityPolicy]) -> bool:
-    """True when some claim other than the issuer is constrained."""
-    for policy in policies:
-        if isinstance(policy, ClaimPolicy) and policy.claim != "iss":
-            return True
-        if isinstance(policy, AllOf | AnyOf) and _names_signer(policy.policies):
-            return True
+#: Policy fields that name the signer, as the CLI spells them, for messages.
+PINNING_FIELDS: Final = tuple(f for f, claim in FIELDS.items() if claim in PINNING_CLAIMS)
+_PIN_HINT: Final = (
+    "require the signer in it: "
+    + ", ".join(PINNING_FIELDS)
+    + " (a -regex counts only if it cannot match every repository)"
+)
+
+
+def _random_values(claim: str, rng: random.Random) -> list[str]:
+    """Values of ``claim`` for repositories nobody named, to see whether a regex takes them all."""
+
+    def word() -> str:
+        alphabet = string.ascii_lowercase + string.digits + "-_."
+        return rng.choice(string.ascii_letters) + "".join(
+            rng.choice(alphabet) for _ in range(rng.randint(2, 14))
+        )
+
+    values = []
+    for _ in range(8):
+        owner, repo, number = word(), word(), str(rng.randint(1, 10**9))
+        workflow = f"{owner}/{repo}/.github/workflows/{word()}.yml@refs/heads/{word()}"
+        values.append(
+            {
+                "repository": f"{owner}/{repo}",
+                "repository_owner": owner,
+                "repository_id": number,
+                "repository_owner_id": number,
+                "job_workflow_ref": workflow,
+                "workflow_ref": workflow,
+                "sub": f"repo:{owner}/{repo}:ref:refs/heads/{word()}",
+            }.get(claim, word())
+        )
+    return values
+
+
+def matches_anything(pattern: str, claim: str) -> bool:
+    """Whether an anchored ``pattern`` accepts the ``claim`` of arbitrary repositories (``.*``,
+    ``.+``, ``[^/]+/.*`` ...): such a pattern names no signer."""
+    compiled = re.compile(pattern)
+    rng = random.Random(f"{claim}:{pattern}")  # noqa: S311 - sampling, not a secret
+    return all(compiled.fullmatch(value) for value in _random_values(claim, rng))
+
+
+def pins_signer(policy: IdentityPolicy) -> bool:
+    """True when every alternative the policy accepts names the signer."""
+    if isinstance(policy, ClaimPolicy):
+        if policy.claim not in PINNING_CLAIMS:
+            return False
+        return not (policy.regex and matches_anything(policy.expected, policy.claim))
+    if isinstance(policy, AllOf):
+        return any(pins_signer(p) for p in policy.policies)
+    if isinstance(policy, AnyOf):
+        return all(pins_signer(p) for p in policy.policies)
     return False
+
+
+def _unpinned(policy: IdentityPolicy) -> str | None:
+    """An alternative of ``policy`` that names no signer, described; None when there is none."""
+    if pins_signer(policy):
+        return None
+    if isinstance(policy, AllOf):
+        for part in policy.policies:
+            if isinstance(part, AnyOf):
+                found = _unpinned(part)
+                if found is not None:
+                    return found
+    if isinstance(policy, AnyOf):
+        for index, branch in enumerate(policy.policies):
+            found = _unpinned(branch)
+            if found is not None:
+                return f"any-of[{index}] ({found})"
+    return policy.describe()
+
+
+def require_pinned(policy: IdentityPolicy, where: str) -> None:
+    """Refuse a policy that some signer from any repository could satisfy."""
+    branch = _unpinned(policy)
+    if branch is None:
+        return
+    broad = [
+        p
+        for p in _claims(policy)
+        if p.regex and p.claim in PINNING_CLAIMS and matches_anything(p.expected, p.claim)
+    ]
+    detail = "".join(f"; /{p.expected}/ matches the {p.claim} of any repository" for p in broad[:3])
+    raise UsageError(
+        f"{where} names no signer: the alternative {branch} accepts images signed by any "
+        f"repository{detail}",
+        hint=_PIN_HINT,
+    )
+
+
+def _claims(policy: IdentityPolicy) -> list[ClaimPolicy]:
+    if isinstance(policy, ClaimPolicy):
+        return [policy]
+    if isinstance(policy, AllOf | AnyOf):
+        return [c for p in policy.policies for c in _claims(p)]
+    return []
+
+
+def policy_issuers(policy: IdentityPolicy) -> frozenset[str]:
+    """The issuers a policy requires by name (``issuer: X``): the issuers it trusts."""
+    return frozenset(p.expected for p in _claims(policy) if p.claim == "iss" and not p.regex)
 
 
 def _mentions_issuer(policies: Sequence[IdentityPolicy]) -> bool:

@@ -23,7 +23,13 @@ from opk_sign.oci.descriptor import Platform
 from opk_sign.oidc.github import ISSUER_VAR
 from opk_sign.pktoken import GITHUB_ISSUER, ExpiryPolicy, OPKeySource
 from opk_sign.pktoken.verify import MAX_AGE_24H
-from opk_sign.policy import AllOf, IdentityPolicy, policy_from_document, policy_from_fields
+from opk_sign.policy import (
+    AllOf,
+    IdentityPolicy,
+    policy_from_document,
+    policy_from_fields,
+    policy_issuers,
+)
 
 if TYPE_CHECKING:
     from opk_sign.trust.client import TrustClient
@@ -244,7 +250,10 @@ def build_verify_options(
         return VerifyOptions(
             policy=policy,
             keys=chosen_keys,
-            issuers=frozenset({issuer}),
+            # The issuer asked for, and those the policy itself requires by name: a policy file
+            # or trust-repository policy saying `issuer: <GHES>` is honoured, its keys found by
+            # discovery like any issuer's (only a token satisfying the policy can pass).
+            issuers=frozenset({issuer}) | policy_issuers(policy),
             expiry=expiry_policy,
             attestations=tuple(attestations),
             platform=wanted_platform,

@@ -28,6 +28,7 @@ POLICY_GROUP = "identity policy"
 BASE_CLAIMS: Final[dict[str, Any]] = {"environment": "production", "event_name": "push"}
 TAMPERED_VALUES: Final[dict[str, str]] = {
     "iss": GHES_ISSUER,
+    "sub": "repo:octo-org/octo-repo-fork:ref:refs/tags/v1",
     "repository": "octo-org/octo-repo-fork",
     "repository_id": "100000001",
     "repository_owner": "evil-org",
