@@ -66,8 +66,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     what.add_argument(
         "--bundle",
         type=Path,
+        action="append",
         metavar="FILE",
-        help="verify this bundle file against IMAGE (NAME@sha256:...) without any registry",
+        help="verify IMAGE (NAME@sha256:...) from bundle files without any registry: the "
+        "signature bundle, plus an attestation bundle per --attestation TYPE (repeatable)",
     )
     out = parser.add_argument_group("output")
     out.add_argument(
@@ -139,9 +141,9 @@ def run(args: argparse.Namespace) -> int:
     if args.bundle is not None:
         if len(images) != 1:
             raise UsageError("--bundle verifies one image: give exactly one NAME@sha256:...")
-        bundle = load_bundle(args.bundle)
+        bundles = [load_bundle(path) for path in args.bundle]
         chosen = options_for(options, images[0])
-        results: Iterable[ImageResult] = [verify_bundle_offline(bundle, images[0], chosen)]
+        results: Iterable[ImageResult] = [verify_bundle_offline(bundles, images[0], chosen)]
         return report(args, results, 1, options)
     first_registry = _registry_of(images[0])
     with registry_client(args, first_registry) as client:

@@ -13,7 +13,7 @@ manifest (1), its referrers (1), the signature's artifact manifest (1) and bundl
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
@@ -299,6 +299,34 @@ def _fetch_bundle(
     return Bundle.from_json(client.get_blob(ref, layer.digest))
 
 
+def decide_bundle(
+    bundle: Bundle,
+    *,
+    digest: str,
+    repository: str,
+    predicate_type: str | None,
+    options: VerifyOptions,
+) -> VerifiedPKToken:
+    """The one decision on a bundle, whatever its source (a registry or a file): bound to this
+    manifest ``digest`` and, for a signature, this ``repository``; a signature where one is
+    required (``predicate_type`` None), else an attestation of exactly ``predicate_type``."""
+    if predicate_type is None:
+        if not bundle.is_signature:
+            raise FormatError(
+                "an attestation bundle does not stand in for a signature: a signature is required"
+            )
+        return verify_signature_bundle(
+            bundle, digest=digest, docker_reference=repository, **_trust_kwargs(options)
+        ).pk_token
+    if bundle.is_signature:
+        raise FormatError(
+            f"a signature bundle does not stand in for an attestation of type {predicate_type}"
+        )
+    return verify_attestation_bundle(
+        bundle, digest=digest, predicate_type=predicate_type, **_trust_kwargs(options)
+    ).pk_token
+
+
 def _check_signature(
     client: RegistryClient,
     ref: Reference,
@@ -308,17 +336,16 @@ def _check_signature(
 ) -> BundleCheck:
     try:
         bundle = _fetch_bundle(client, ref, digest, referrer, SIGNATURE_ARTIFACT_TYPE)
-        verified = verify_signature_bundle(
+        verified = decide_bundle(
             bundle,
             digest=digest,
-            docker_reference=options.signed_name or ref.name,
-            **_trust_kwargs(options),
+            repository=options.signed_name or ref.name,
+            predicate_type=None,
+            options=options,
         )
     except (VerificationError, FormatError) as err:
         return _failed(referrer, "signature", err)
-    return BundleCheck(
-        referrer.digest, "signature", Outcome.VERIFIED, claims=identity_of(verified.pk_token)
-    )
+    return BundleCheck(referrer.digest, "signature", Outcome.VERIFIED, claims=identity_of(verified))
 
 
 def _check_attestation(
@@ -332,11 +359,12 @@ def _check_attestation(
 ) -> BundleCheck:
     try:
         bundle = _fetch_bundle(client, ref, digest, referrer, ATTESTATION_ARTIFACT_TYPE)
-        verified = verify_attestation_bundle(
+        verified = decide_bundle(
             bundle,
             digest=digest,
+            repository=options.signed_name or ref.name,
             predicate_type=predicate_type,
-            **_trust_kwargs(options),
+            options=options,
         )
     except (VerificationError, FormatError) as err:
         return _failed(referrer, "attestation", err, predicate_type)
@@ -344,7 +372,7 @@ def _check_attestation(
         referrer.digest,
         "attestation",
         Outcome.VERIFIED,
-        claims=identity_of(verified.pk_token),
+        claims=identity_of(verified),
         predicate_type=predicate_type,
     )
 
@@ -392,9 +420,17 @@ def verify_images(
         yield from pool.map(lambda image: verify_image(client, image, options), images)
 
 
-def verify_bundle_offline(bundle: Bundle, image: str, options: VerifyOptions) -> ImageResult:
-    """A bundle file against ``name@digest`` with no registry: only the trust material is used."""
+def verify_bundle_offline(
+    bundles: Bundle | Sequence[Bundle], image: str, options: VerifyOptions
+) -> ImageResult:
+    """Bundle files against ``name@digest`` with no registry: only the trust material is used.
+
+    Exactly the registry path's rules (:func:`decide_bundle`): a signature bound to this digest
+    and repository is required, and each required attestation type needs its own attestation
+    bundle; a bundle of the wrong kind never stands in for another.
+    """
     started = time.monotonic()
+    given = [bundles] if isinstance(bundles, Bundle) else list(bundles)
     try:
         ref = Reference.parse(image, default_tag=None)
         if ref.digest is None:
@@ -402,43 +438,54 @@ def verify_bundle_offline(bundle: Bundle, image: str, options: VerifyOptions) ->
                 f"--bundle needs the image by digest, not {image!r}",
                 hint="give NAME@sha256:..., the digest the bundle was made for",
             )
-        digest = ref.digest
-        fake = Descriptor(BUNDLE_MEDIA_TYPE, digest, 0)
-        if bundle.is_signature:
-            check = _verify_loaded(
-                fake,
-                "signature",
-                None,
-                lambda: (
-                    verify_signature_bundle(
-                        bundle,
-                        digest=digest,
-                        docker_reference=options.signed_name or ref.name,
-                        **_trust_kwargs(options),
-                    ).pk_token
-                ),
-            )
-        else:
-            wanted = options.attestations[0] if options.attestations else None
-            check = _verify_loaded(
-                fake,
-                "attestation",
-                wanted,
-                lambda: (
-                    verify_attestation_bundle(
-                        bundle,
-                        digest=digest,
-                        predicate_type=wanted,
-                        **_trust_kwargs(options),
-                    ).pk_token
-                ),
-            )
     except OpkSignError as err:
         return ImageResult(image, Outcome.of_error(err), err.diagnostics())
-    outcome = check.outcome
-    kind = check.kind
-    message = f"{kind} verified" if outcome is Outcome.VERIFIED else f"{kind}: {check.error}"
-    manifest = ManifestResult(digest, "", None, outcome, message, (replace(check, referrer="-"),))
+    digest = ref.digest
+    fake = Descriptor(BUNDLE_MEDIA_TYPE, digest, 0)
+
+    def check(kind: str, wanted: str | None, bundle: Bundle) -> BundleCheck:
+        def run() -> VerifiedPKToken:
+            return decide_bundle(
+                bundle,
+                digest=digest,
+                repository=options.signed_name or ref.name,
+                predicate_type=wanted,
+                options=options,
+            )
+
+        return replace(_verify_loaded(fake, kind, wanted, run), referrer="-")
+
+    sig_checks = [check("signature", None, b) for b in given if b.is_signature]
+    if not sig_checks:  # nothing else may stand in: try what was given as a signature, and fail
+        sig_checks = [check("signature", None, b) for b in given]
+    checks = list(sig_checks)
+    outcome = _decide(sig_checks)
+    what = "signature"
+    if outcome is Outcome.VERIFIED:
+        for predicate_type in options.attestations:
+            att_checks = [
+                check("attestation", predicate_type, b) for b in given if not b.is_signature
+            ]
+            checks.extend(att_checks)
+            if not att_checks:
+                outcome, what = Outcome.NO_SIGNATURES, f"attestation of type {predicate_type}"
+                break
+            att_outcome = _decide(att_checks)
+            if att_outcome is not Outcome.VERIFIED:
+                outcome, what = att_outcome, f"attestation of type {predicate_type}"
+                break
+    failing = [c for c in checks if c.kind == what.split()[0] and c.error]
+    if outcome is Outcome.VERIFIED:
+        message = "signature verified" + (
+            f", {len(options.attestations)} attestation type(s) verified"
+            if options.attestations
+            else ""
+        )
+    elif outcome is Outcome.NO_SIGNATURES:
+        message = f"no {what} among the bundles given"
+    else:
+        message = f"{what}: " + "; ".join(str(c.error) for c in failing[:3])
+    manifest = ManifestResult(digest, "", None, outcome, message, tuple(checks))
     return ImageResult(
         image, outcome, message, ref.name, digest, (manifest,), time.monotonic() - started
     )
