@@ -7,14 +7,22 @@ which adds its parser and sets ``func`` (``(args) -> int``). They are listed her
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Final
 
 from opk_sign._version import __version__
 from opk_sign.cli import copy, dev, inspect, sign, trust, verify
 from opk_sign.cli import prcheck as pr_check
-from opk_sign.errors import EXIT_FAILURE, EXIT_USAGE, OpkSignError
+from opk_sign.errors import EXIT_USAGE, OpkSignError
+
+#: 128 + the signal's number, as shells report a process the signal ended.
+EXIT_INTERRUPTED: Final = 130
+EXIT_BROKEN_PIPE: Final = 141
+EXIT_TERMINATED: Final = 143
 
 #: Every subcommand, in the order ``opk-sign --help`` lists them.
 SUBCOMMANDS: Final = (sign, verify, pr_check, inspect, copy, trust, dev)
@@ -32,7 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as an interrupt: decided work is reported, the exit code is 143."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -43,9 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OpkSignError as err:
         print(f"error: {err.diagnostics()}", file=sys.stderr)
         return err.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print("interrupted", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # A closed stdout (`| head -1`): end quietly; no traceback when Python flushes at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

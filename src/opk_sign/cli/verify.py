@@ -186,24 +186,35 @@ def report(
         show_progress = count > 1 and sys.stderr.isatty()
     done: list[ImageResult] = []
     vsa_lines: list[str] = []
-    for result in results:
-        done.append(result)
-        if args.output == "json":
-            doc = result.to_dict()
-            print(json.dumps(doc, indent=2 if count == 1 else None), flush=count > 1)
-        elif count == 1 or not result.verified:
-            _clear_progress(show_progress)
-            print(format_result(result))
-        if args.vsa is not None and result.verified:
-            vsa_lines.append(_vsa_line(result, options))
-        if show_progress:
-            _progress(len(done), count, sum(not r.verified for r in done))
+    try:
+        for result in results:
+            done.append(result)
+            if args.output == "json":
+                doc = result.to_dict()
+                print(json.dumps(doc, indent=2 if count == 1 else None), flush=count > 1)
+            elif count == 1 or not result.verified:
+                _clear_progress(show_progress)
+                print(format_result(result), flush=count > 1)
+            if args.vsa is not None and result.verified:
+                vsa_lines.append(_vsa_line(result, options))
+            if show_progress:
+                _progress(len(done), count, sum(not r.verified for r in done))
+    except KeyboardInterrupt:
+        # SIGINT/SIGTERM: no new image is started (the pool cancels what is queued); what was
+        # decided is still reported and its VSAs written, then the interrupt's code (130/143).
+        _clear_progress(show_progress)
+        _finish(args, done, vsa_lines, count)
+        raise
     _clear_progress(show_progress)
-    if args.vsa is not None:
-        _write_atomically(args.vsa, "".join(line + "\n" for line in vsa_lines))
-    if args.output == "text" and count > 1:
-        print(format_summary(done))
+    _finish(args, done, vsa_lines, count)
     return Outcome.worst(r.outcome for r in done).exit_code if done else EXIT_USAGE
+
+
+def _finish(args: argparse.Namespace, done: list[ImageResult], vsa: list[str], count: int) -> None:
+    if args.vsa is not None:
+        _write_atomically(args.vsa, "".join(line + "\n" for line in vsa))
+    if args.output == "text" and count > 1:
+        print(format_summary(done), flush=True)
 
 
 def _vsa_line(result: ImageResult, options: VerifyOptions | OptionsFor) -> str:

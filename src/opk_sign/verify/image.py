@@ -416,8 +416,11 @@ def verify_images(
         for image in images:
             yield verify_image(client, image, options)
         return
-    with ThreadPoolExecutor(max_workers=min(jobs, len(images))) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(jobs, len(images)))
+    try:
         yield from pool.map(lambda image: verify_image(client, image, options), images)
+    finally:  # also when the caller stops early (an interrupt): queued images never start
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def verify_bundle_offline(
