@@ -38,7 +38,7 @@ def options(**changes: object) -> VerifyOptions:
     base = VerifyOptions(
         policy=POLICY, keys=world().keys, issuers=frozenset({GITHUB_ISSUER}), now=NOW
     )
-    return VerifyOptions(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+    return VerifyOptions(**{**base.__dict__, **changes})
 
 
 def signature() -> Bundle:
