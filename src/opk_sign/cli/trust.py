@@ -50,6 +50,13 @@ environment:
 
 Runner = Callable[[argparse.Namespace], int]
 
+#: How the client picks a rule, as `trust status` prints it (docs/trust.md, "mapping.json").
+PRECEDENCE = (
+    "rewrites apply first, then the most specific matching rule wins: an exact name, else the"
+    " longest literal prefix, then the most literal characters, then the fewest **, then the"
+    " pattern first in code-point order (the order in mapping.json does not matter)"
+)
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     trust = subparsers.add_parser(
@@ -174,11 +181,14 @@ def format_status(status: TrustStatus) -> str:
     mapping = status.mapping
     if mapping.min_verifier_version:
         lines.append(f"  minimum verifier version: {mapping.min_verifier_version}")
-    lines.append(f"  mapping: {len(mapping.rules)} rule(s)")
-    for rule in mapping.rules:
-        lines.append(f"    {rule.pattern} -> {rule.policy}")
-    for rewrite in mapping.rewrites:
+    lines.append(f"  mapping: {len(mapping.rules)} rule(s), in the order they are tried")
+    lines.append(f"    precedence: {PRECEDENCE}")
+    for rewrite in mapping.rewrites_in_precedence():
         lines.append(f"    rewrite {rewrite.source} => {rewrite.target}")
+    for rule in mapping.rules_in_precedence():
+        lines.append(f"    {rule.pattern} -> {rule.policy}")
+    for found in mapping.overlaps():
+        lines.append(f"    overlap: {found.describe()}")
     lines.append(f"  targets: {', '.join(status.targets)}")
     return "\n".join(lines)
 
@@ -242,9 +252,10 @@ def _register_repo(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         "map",
         "map an image-name pattern to a policy",
         "Add (or change) the mapping rule PATTERN -> policy POLICY-NAME. PATTERN is a glob on "
-        "normalised names (docker.io/library/*, ghcr.io/org/**); the first matching rule "
-        "wins, in the order rules were added. --rewrite maps a mirror's names to canonical "
-        "ones before matching.",
+        "normalised names (docker.io/library/*, ghcr.io/org/**); the most specific matching "
+        "rule wins (an exact name, then the longest literal prefix). --rewrite maps a mirror's "
+        "names to canonical ones before matching. A rule that overlaps a rule with another "
+        "policy, or a rewrite whose source overlaps a rule, is refused unless --force.",
         REPO_EPILOG,
     )
     mapping.add_argument("dir", type=Path, metavar="DIR")
@@ -256,6 +267,11 @@ def _register_repo(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         default=[],
         metavar="FROM=TO",
         help="mirror rewrite, e.g. mirror.gcr.io/library/*=docker.io/library/* (repeatable)",
+    )
+    mapping.add_argument(
+        "--force",
+        action="store_true",
+        help="accept overlapping entries (verifiers apply the most specific one)",
     )
     _keys_option(mapping)
     mapping.set_defaults(func=_guarded(_run_map))
@@ -404,7 +420,9 @@ def _run_map(args: argparse.Namespace) -> int:
             raise UsageError(f"--rewrite {item!r}: use FROM=TO, e.g. mirror.example/*=docker.io/*")
         rewrites.append((source, target))
     repo = _repository(args)
-    mapping = repo.map(args.pattern, args.policy, rewrites)
+    mapping = repo.map(args.pattern, args.policy, rewrites, force=args.force)
+    for found in mapping.overlaps():
+        print(f"warning: {found.describe()}", file=sys.stderr)
     rule = next(r for r in mapping.rules if r.pattern == args.pattern)
     return _changed(repo, f"Mapped {rule.pattern} -> {rule.policy}")
 

@@ -13,6 +13,11 @@ Layout of the trust directory (``$OPK_SIGN_TRUST_DIR``, else the user cache dir)
     cache/<hash of metadata URL>/metadata/   python-tuf's verified metadata (root_history/, ...)
     cache/<hash of metadata URL>/targets/    verified target files
     cache/<hash of metadata URL>/anchor.sha256  the root the cache was verified under
+
+Everything in it is created owner-only (directories 0700, files 0600) whatever the umask, and a
+directory or file there that another user owns or could write is refused before it is trusted,
+as ssh refuses a world-writable key: whoever can write the root, the configuration or the cache
+decides what verifies.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -111,6 +118,96 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
+# --- owner-only files ----------------------------------------------------------------------------
+
+PRIVATE_DIR_MODE: Final = 0o700
+PRIVATE_FILE_MODE: Final = 0o600
+
+
+def make_private_dirs(path: Path, top: Path) -> None:
+    """Create ``path`` and its missing parents from ``top`` down as 0700 directories.
+
+    Directories above ``top`` are not the trust directory's to restrict (``~/.cache``). The
+    umask filters mkdir's mode, hence the chmod after it; existing directories are left to
+    :func:`check_private`.
+    """
+    top.parent.mkdir(parents=True, exist_ok=True)
+    for directory in (top, *(top / part for part in _prefixes(path.relative_to(top)))):
+        try:
+            os.mkdir(directory, PRIVATE_DIR_MODE)
+        except FileExistsError:
+            continue
+        os.chmod(directory, PRIVATE_DIR_MODE)
+
+
+def _prefixes(relative: Path) -> list[Path]:
+    """``a/b/c`` as ``a``, ``a/b``, ``a/b/c``."""
+    return [Path(*relative.parts[: n + 1]) for n in range(len(relative.parts))]
+
+
+def tighten(tree: Path) -> None:
+    """Make what python-tuf wrote under ``tree`` owner-only: it creates target files and
+    ``root_history/`` with the umask's modes. Only called on a tree already checked by
+    :func:`check_private_tree`, inside 0700 directories nobody else can enter."""
+    for directory, subdirs, files in os.walk(tree):
+        for name, mode in [(d, PRIVATE_DIR_MODE) for d in subdirs] + [
+            (f, PRIVATE_FILE_MODE) for f in files
+        ]:
+            path = os.path.join(directory, name)
+            if os.path.islink(path):
+                continue  # root.json -> root_history/N.root.json: its target is walked too
+            if stat.S_IMODE(os.lstat(path).st_mode) != mode:
+                os.chmod(path, mode)
+    if stat.S_IMODE(os.stat(tree).st_mode) != PRIVATE_DIR_MODE:
+        os.chmod(tree, PRIVATE_DIR_MODE)
+
+
+def check_private(path: Path) -> None:
+    """Refuse (TrustError) a trust file or directory that another user owns or can write.
+
+    Symbolic links are followed: what counts is the file that is read. A missing path is
+    not refused here (the caller says what is missing).
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise TrustError(f"cannot check the trust data {path}: {err.strerror or err}") from None
+    if path.is_symlink():
+        # python-tuf's metadata/root.json links into root_history/: name the file to fix.
+        path = path.resolve()
+    is_dir = stat.S_ISDIR(info.st_mode)
+    what = "trust directory" if is_dir else "trust file"
+    mode = stat.S_IMODE(info.st_mode)
+    fix = f"chmod {PRIVATE_DIR_MODE if is_dir else PRIVATE_FILE_MODE:o} {shlex.quote(str(path))}"
+    if info.st_uid != os.geteuid():
+        raise TrustError(
+            f"{what} {path} is owned by uid {info.st_uid}, not by this user (uid"
+            f" {os.geteuid()}): whoever owns it decides what verifies; refusing to trust it",
+            hint=f"chown {os.geteuid()} {shlex.quote(str(path))} && {fix} if its content is"
+            " yours, else remove the trust directory and run `opk-sign trust init` again",
+        )
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        writers = "other users" if mode & stat.S_IWOTH else "its group"
+        raise TrustError(
+            f"{what} {path} is writable by {writers} (mode {mode:03o}): anyone who can write it"
+            " decides what verifies; refusing to trust it",
+            hint=f"{fix} (opk-sign creates it owner-only), or remove the trust directory and"
+            " run `opk-sign trust init` again if others may have changed it",
+        )
+
+
+def check_private_tree(tree: Path) -> None:
+    """:func:`check_private` on ``tree`` and everything under it."""
+    check_private(tree)
+    if not tree.is_dir():
+        return
+    for directory, subdirs, files in os.walk(tree):
+        for name in (*subdirs, *files):
+            check_private(Path(directory, name))
+
+
 # --- configuration --------------------------------------------------------------------------------
 
 
@@ -165,14 +262,21 @@ def install(config: TrustConfig, trust_dir: Path | None = None) -> Path:
     trust directory."""
     directory = trust_dir or default_trust_dir()
     document = {"metadataUrl": config.metadata_url, "targetsUrl": config.targets_url}
-    write_atomic(directory / ROOT_FILE, config.root)
-    write_atomic(directory / CONFIG_FILE, json.dumps(document, indent=2).encode() + b"\n")
+    make_private_dirs(directory, directory)
+    check_private(directory)  # refused, not silently repaired: others could have written in it
+    os.chmod(directory, PRIVATE_DIR_MODE)
+    write_atomic(directory / ROOT_FILE, config.root, PRIVATE_FILE_MODE)
+    config_data = json.dumps(document, indent=2).encode() + b"\n"
+    write_atomic(directory / CONFIG_FILE, config_data, PRIVATE_FILE_MODE)
     return directory
 
 
 def installed_config(trust_dir: Path | None = None) -> TrustConfig:
     """The repository ``opk-sign trust init`` installed, or TrustError saying how to install one."""
     directory = trust_dir or default_trust_dir()
+    # Checked before anything is read: the root and URLs decide everything else.
+    for path in (directory, directory / CONFIG_FILE, directory / ROOT_FILE):
+        check_private(path)
     try:
         config = json.loads((directory / CONFIG_FILE).read_bytes())
         root = (directory / ROOT_FILE).read_bytes()
@@ -302,6 +406,9 @@ class TrustStatus:
             "roles": [r.to_dict() for r in self.roles],
             "targets": list(self.targets),
             "mapping": self.mapping.to_dict(),
+            # How the client reads the mapping: rules in the order they are tried.
+            "precedence": [rule.pattern for rule in self.mapping.rules_in_precedence()],
+            "overlaps": [found.to_dict() for found in self.mapping.overlaps()],
         }
 
 
@@ -359,28 +466,22 @@ class TrustClient:
 
     def _refresh(self) -> None:
         with self._tuf("refreshing trust metadata"):
-            self._metadata_dir.mkdir(parents=True, exist_ok=True)
-            self._targets_dir.mkdir(parents=True, exist_ok=True)
+            cache = self._metadata_dir.parent
+            for directory in (self._metadata_dir, self._targets_dir):
+                make_private_dirs(directory, self.trust_dir)
+            # Before python-tuf reads anything cached: the trust dir, cache/, this repository's
+            # cache and every file in it.
+            check_private(self.trust_dir)
+            check_private(cache.parent)
+            check_private_tree(cache)
             with self._locked():
-                self._drop_cache_of_other_root()
-                updater = Updater(
-                    str(self._metadata_dir),
-                    self.config.metadata_url,
-                    str(self._targets_dir),
-                    self.config.targets_url,
-                    fetcher=self._fetcher(),
-                    bootstrap=self.config.root,
-                )
                 try:
-                    updater.refresh()
-                except tuf_errors.DownloadError:
-                    if self.offline:
-                        self._raise_if_cache_expired()
-                    raise
-                if not self.offline:
-                    # Every verified target lands in the cache now: a later offline run has them.
-                    for path in self._top_level_targets():
-                        self._fetch_target(updater, path)
+                    updater = self._refresh_locked()
+                finally:
+                    # Even after a refusal: what python-tuf wrote must not make the next run
+                    # refuse the cache (a failure here is reported by the next check).
+                    with contextlib.suppress(OSError):
+                        tighten(cache)
         self._updater = updater
         if self.offline:
             timestamp = self._cached(Timestamp.type)
@@ -391,6 +492,28 @@ class TrustClient:
         mapping = self._load_mapping()
         mapping.check_verifier_version(__version__)
         self._mapping = mapping
+
+    def _refresh_locked(self) -> Updater:
+        self._drop_cache_of_other_root()
+        updater = Updater(
+            str(self._metadata_dir),
+            self.config.metadata_url,
+            str(self._targets_dir),
+            self.config.targets_url,
+            fetcher=self._fetcher(),
+            bootstrap=self.config.root,
+        )
+        try:
+            updater.refresh()
+        except tuf_errors.DownloadError:
+            if self.offline:
+                self._raise_if_cache_expired()
+            raise
+        if not self.offline:
+            # Every verified target lands in the cache now: a later offline run has them.
+            for path in self._top_level_targets():
+                self._fetch_target(updater, path)
+        return updater
 
     # --- targets
 
@@ -481,7 +604,7 @@ class TrustClient:
                     shutil.rmtree(entry)
                 else:
                     entry.unlink()
-        write_atomic(marker, anchor.encode() + b"\n")
+        write_atomic(marker, anchor.encode() + b"\n", PRIVATE_FILE_MODE)
 
     def _raise_if_cache_expired(self) -> None:
         # Offline, python-tuf's refusal of an expired timestamp surfaces as "cannot download a
@@ -517,6 +640,7 @@ class TrustClient:
                     hint="run once online to fill the cache",
                 )
             cached = updater.download_target(info)
+            tighten(self._targets_dir)  # python-tuf writes it with the umask's mode
         return Path(cached).read_bytes()
 
     def _top_level_targets(self) -> list[str]:
@@ -541,7 +665,9 @@ class TrustClient:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         # python-tuf supports one updater per cache directory at a time; runs may overlap.
-        with (self._metadata_dir / ".lock").open("a") as lock:
+        fd = os.open(self._metadata_dir / ".lock", os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE)
+        os.fchmod(fd, PRIVATE_FILE_MODE)
+        with os.fdopen(fd, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
@@ -615,11 +741,14 @@ __all__ = [
     "TrustClient",
     "TrustConfig",
     "TrustStatus",
+    "check_private",
+    "check_private_tree",
     "check_root",
     "default_trust_dir",
     "install",
     "installed_config",
     "jwks_target",
+    "make_private_dirs",
     "policy_target",
     "write_atomic",
 ]

@@ -1,9 +1,12 @@
 """``mapping.json``: which image names must be signed, and by whom (which policy document).
 
 A registry operator publishes the mapping through TUF. Each rule maps an image-name pattern to a
-policy target; the first rule that matches wins. Mirror rewrites turn a mirror's name into the
-canonical one *before* matching, so pulling ``mirror.gcr.io/library/alpine`` instead of
-``docker.io/library/alpine`` cannot escape the rule for official images. Format::
+policy target; the **most specific** matching rule wins (:func:`specificity`), whatever the order
+of the rules, so reordering a file cannot change what it means. Mirror rewrites turn a mirror's
+name into the canonical one *before* matching (the most specific matching source, likewise), so
+pulling ``mirror.gcr.io/library/alpine`` instead of ``docker.io/library/alpine`` cannot escape
+the rule for official images. :meth:`Mapping.overlaps` finds entries that some name matches both
+(``trust repo map`` refuses to add them without ``--force``). Format::
 
     {"version": 1,
      "minVerifierVersion": "0.2.0",
@@ -19,8 +22,10 @@ members are kept. Pure logic: no I/O.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
+from collections import deque
 from collections.abc import Mapping as AbcMapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
@@ -50,6 +55,99 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
         last = wildcard.end()
     parts.append(re.escape(pattern[last:]))
     return re.compile("".join(parts))
+
+
+def specificity(pattern: str) -> tuple[int, int, int, int, str]:
+    """The sort key of the precedence: the smallest key among the matching entries wins.
+
+    1. an exact name (no wildcard) beats any pattern;
+    2. then the longer literal prefix (the text before the first wildcard);
+    3. then more literal characters in all;
+    4. then fewer ``**`` (``*`` stays within one path component);
+    5. then the pattern that sorts first by code point (patterns are unique in a mapping).
+    """
+    first = _WILDCARD.search(pattern)
+    prefix = len(pattern) if first is None else first.start()
+    literal = len(_WILDCARD.sub("", pattern))
+    return (0 if first is None else 1, -prefix, -literal, pattern.count("**"), pattern)
+
+
+# Wildcards as NFA steps: "*" is one non-slash character then any number more; "**" likewise
+# with any character. A literal is itself.
+_ONE, _MORE, _ONE_ANY, _MORE_ANY = "\x00one", "\x00more", "\x00one-any", "\x00more-any"
+# Characters standing for "any character no pattern names" in an example name.
+_FILLERS: Final = "xyzabcdefghijklmnopqrstuvw0123456789_.-"
+
+
+def _tokens(pattern: str) -> tuple[str, ...]:
+    tokens: list[str] = []
+    last = 0
+    for wildcard in _WILDCARD.finditer(pattern):
+        tokens.extend(pattern[last : wildcard.start()])
+        tokens.extend((_ONE, _MORE) if wildcard.group() == "*" else (_ONE_ANY, _MORE_ANY))
+        last = wildcard.end()
+    tokens.extend(pattern[last:])
+    return tuple(tokens)
+
+
+def _step(tokens: tuple[str, ...], state: int, char: str) -> int | None:
+    """The state after ``char`` (None: no match); loops stay where they are."""
+    if state == len(tokens):
+        return None
+    token = tokens[state]
+    if token in (_ONE, _ONE_ANY):
+        return state + 1 if token == _ONE_ANY or char != "/" else None
+    if token in (_MORE, _MORE_ANY):
+        return state if token == _MORE_ANY or char != "/" else None
+    return state + 1 if token == char else None
+
+
+@functools.lru_cache(maxsize=4096)
+def overlap(first: str, second: str) -> str | None:
+    """A shortest name both glob patterns match, or None if no name matches both.
+
+    Exact, not a heuristic: a 0-1 breadth-first search of the product of the two patterns'
+    automata. Characters neither pattern names all behave alike, so one stands for them all.
+    """
+    a, b = _tokens(first), _tokens(second)
+    named = {t for t in (*a, *b) if len(t) == 1}
+    filler = next(
+        c for c in itertools.chain(_FILLERS, map(chr, itertools.count(256))) if c not in named
+    )
+    alphabet = [filler, *sorted(named | {"/"})]  # the filler first: readable examples
+    start = (0, 0)
+    length = {start: 0}
+    came_from: dict[tuple[int, int], tuple[tuple[int, int], str]] = {}
+    queue = deque([start])
+    while queue:
+        state = queue.popleft()
+        i, j = state
+        if state == (len(a), len(b)):
+            chars: list[str] = []
+            while state in came_from:
+                state, char = came_from[state]
+                chars.append(char)
+            return "".join(reversed(chars))
+        moves: list[tuple[tuple[int, int], str]] = []
+        # A loop may be left without consuming a character (an epsilon move).
+        if i < len(a) and a[i] in (_MORE, _MORE_ANY):
+            moves.append(((i + 1, j), ""))
+        if j < len(b) and b[j] in (_MORE, _MORE_ANY):
+            moves.append(((i, j + 1), ""))
+        for char in alphabet:
+            next_i, next_j = _step(a, i, char), _step(b, j, char)
+            if next_i is not None and next_j is not None:
+                moves.append(((next_i, next_j), char))
+        for target, char in moves:
+            distance = length[state] + len(char)
+            if distance < length.get(target, distance + 1):
+                length[target] = distance
+                came_from[target] = (state, char)
+                if char:
+                    queue.append(target)
+                else:
+                    queue.appendleft(target)
+    return None
 
 
 def check_pattern(pattern: Any, what: str = "pattern") -> str:
@@ -171,8 +269,45 @@ class MatchedRule:
 
 
 @dataclass(frozen=True)
+class Overlap:
+    """Two entries of a mapping that one name (``example``) matches both, with different effects.
+
+    ``first`` is the one that applies to such names: the more specific of two rules or of two
+    rewrites, or the rewrite when a rewrite's source overlaps a rule (rewrites apply first, so
+    the rule never decides for those names).
+    """
+
+    first: Rule | Rewrite
+    second: Rule | Rewrite
+    example: str
+
+    def describe(self) -> str:
+        first, second = _entry(self.first), _entry(self.second)
+        if isinstance(self.first, Rewrite) and isinstance(self.second, Rule):
+            return (
+                f"{first} and {second} both match {self.example}: the rewrite applies first, so"
+                " the rule never decides for those names"
+            )
+        return f"{first} and {second} both match {self.example}: the more specific, {first}, wins"
+
+    def to_dict(self) -> JSONObject:
+        return {
+            "applies": self.first.to_dict(),
+            "overridden": self.second.to_dict(),
+            "example": self.example,
+        }
+
+
+def _entry(entry: Rule | Rewrite) -> str:
+    if isinstance(entry, Rule):
+        return f"rule {entry.pattern} -> {entry.policy}"
+    return f"rewrite {entry.source} => {entry.target}"
+
+
+@dataclass(frozen=True)
 class Mapping:
-    """The ordered rules and mirror rewrites of ``mapping.json``."""
+    """The rules and mirror rewrites of ``mapping.json`` (their order in the file is kept but
+    means nothing: the most specific entry applies)."""
 
     rules: tuple[Rule, ...] = ()
     rewrites: tuple[Rewrite, ...] = ()
@@ -182,6 +317,14 @@ class Mapping:
     def __post_init__(self) -> None:
         if self.min_verifier_version is not None:
             parse_version(self.min_verifier_version, "minVerifierVersion")
+        # Precedence orders by pattern: the same pattern twice would leave it to file order.
+        for what, keys in (
+            ("rule pattern", [r.pattern for r in self.rules]),
+            ("rewrite source", [r.source for r in self.rewrites]),
+        ):
+            repeated = sorted({key for key in keys if keys.count(key) > 1})
+            if repeated:
+                raise UsageError(f"{what} {repeated[0]!r} appears more than once")
 
     # --- the format
 
@@ -232,28 +375,65 @@ class Mapping:
 
     # --- lookup
 
+    def rules_in_precedence(self) -> tuple[Rule, ...]:
+        """The rules in the order they are tried: most specific first (:func:`specificity`)."""
+        return tuple(sorted(self.rules, key=lambda rule: specificity(rule.pattern)))
+
+    def rewrites_in_precedence(self) -> tuple[Rewrite, ...]:
+        """The rewrites in the order they are tried: most specific source first."""
+        return tuple(sorted(self.rewrites, key=lambda rewrite: specificity(rewrite.source)))
+
     def canonical_name(self, name: str) -> str:
-        """``name`` after the first mirror rewrite that applies (itself if none does)."""
-        for rewrite in self.rewrites:
+        """``name`` after the most specific mirror rewrite that applies (itself if none does)."""
+        for rewrite in self.rewrites_in_precedence():
             canonical = rewrite.apply(name)
             if canonical is not None:
                 return canonical
         return name
 
     def lookup(self, image: str | Reference) -> MatchedRule | None:
-        """The first rule matching the image's canonical name, or None if no rule does.
+        """The most specific rule matching the image's canonical name, or None if none does.
 
         ``image`` is any reference (``alpine``, ``ghcr.io/o/app:v1``, ``name@sha256:…``); only
-        its normalised ``registry/repository`` counts.
+        its normalised ``registry/repository`` counts. The order of the rules in the file does
+        not matter: a mapping whose rules overlap still means one thing.
         """
         reference = image if isinstance(image, Reference) else Reference.parse(image)
         # Host names are case-insensitive: Docker.IO/library/x must not escape docker.io rules.
         requested = _normalised_name(f"{reference.registry.lower()}/{reference.repository}")
         name = self.canonical_name(requested)
-        for index, rule in enumerate(self.rules):
+        for rule in self.rules_in_precedence():
             if rule.matches(name):
+                index = self.rules.index(rule)
                 return MatchedRule(rule.pattern, rule.policy, name, requested, index)
         return None
+
+    def overlaps(self) -> list[Overlap]:
+        """Entries that a name matches both, with different effects: rules with different
+        policies, rewrites with different targets, and a rewrite source with any rule."""
+        found: list[Overlap] = []
+        rules, rewrites = self.rules_in_precedence(), self.rewrites_in_precedence()
+        for position, rule in enumerate(rules):
+            for other in rules[position + 1 :]:
+                example = overlap(rule.pattern, other.pattern)
+                if other.policy != rule.policy and example is not None:
+                    found.append(Overlap(rule, other, example))
+        for position, rewrite in enumerate(rewrites):
+            for later in rewrites[position + 1 :]:
+                example = overlap(rewrite.source, later.source)
+                if later.target != rewrite.target and example is not None:
+                    found.append(Overlap(rewrite, later, example))
+        for rewrite in rewrites:
+            for rule in rules:
+                example = overlap(rewrite.source, rule.pattern)
+                if example is not None:
+                    found.append(Overlap(rewrite, rule, example))
+        return found
+
+    def overlaps_added_since(self, before: Mapping) -> list[Overlap]:
+        """The overlaps of this mapping that ``before`` did not have (an edit's new ones)."""
+        known = set(before.overlaps())
+        return [found for found in self.overlaps() if found not in known]
 
     def policies(self) -> list[str]:
         """Every policy target the rules name, in rule order, without repeats."""
@@ -274,7 +454,8 @@ class Mapping:
     # --- editing (maintainer commands)
 
     def with_rule(self, pattern: str, policy: str) -> Mapping:
-        """The rule for ``pattern`` set to ``policy``: replaced in place, or appended last."""
+        """The rule for ``pattern`` set to ``policy``: replaced in place, or appended last (the
+        position does not change what the mapping means)."""
         new = Rule(pattern, policy)
         if all(rule.pattern != pattern for rule in self.rules):
             return replace(self, rules=(*self.rules, new))
@@ -324,8 +505,11 @@ __all__ = [
     "MAPPING_VERSION",
     "Mapping",
     "MatchedRule",
+    "Overlap",
     "Rewrite",
     "Rule",
     "check_pattern",
     "check_target_path",
+    "overlap",
+    "specificity",
 ]

@@ -351,9 +351,20 @@ class TrustRepository(Repository):
         return target
 
     def map(
-        self, pattern: str, policy_name: str, rewrites: Iterable[tuple[str, str]] = ()
+        self,
+        pattern: str,
+        policy_name: str,
+        rewrites: Iterable[tuple[str, str]] = (),
+        *,
+        force: bool = False,
     ) -> ImageMapping:
-        """Map ``pattern`` to the existing policy ``policy_name``; add mirror ``rewrites``."""
+        """Map ``pattern`` to the existing policy ``policy_name``; add mirror ``rewrites``.
+
+        A change that makes entries overlap (a name matching two rules with different policies,
+        two rewrites with different targets, or a rewrite source and a rule) is refused unless
+        ``force``: verifiers would apply the most specific one, which a reader of the file may
+        not expect. Overlaps the mapping already had are not asked about again.
+        """
         check_pattern(pattern)
         target = policy_target(policy_name)
         if target not in self.targets().targets:
@@ -361,9 +372,18 @@ class TrustRepository(Repository):
                 f"the repository has no policy {policy_name!r}",
                 hint=f"add it first: opk-sign trust repo set-policy DIR {policy_name} FILE",
             )
-        mapping = self.mapping().with_rule(pattern, target)
+        before = self.mapping()
+        mapping = before.with_rule(pattern, target)
         for source, canonical in rewrites:
             mapping = mapping.with_rewrite(source, canonical)
+        added = mapping.overlaps_added_since(before)
+        if added and not force:
+            raise UsageError(
+                "refusing an ambiguous mapping: " + "; ".join(o.describe() for o in added),
+                hint="give overlapping rules the same policy, or narrow or remove one of them"
+                " (a rewrite's source must not match any rule's pattern); or pass --force to"
+                " keep the overlap: verifiers apply the most specific entry",
+            )
         self._change_targets({MAPPING_TARGET: mapping.to_json()})
         return mapping
 

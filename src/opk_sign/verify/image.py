@@ -310,18 +310,12 @@ def decide_bundle(
     """The one decision on a bundle, whatever its source (a registry or a file): bound to this
     manifest ``digest`` and, for a signature, this ``repository``; a signature where one is
     required (``predicate_type`` None), else an attestation of exactly ``predicate_type``."""
+    # A bundle of the other kind is refused by the verifier itself ("bundle: not a signature
+    # (it holds a DSSE envelope ...)"): a kind never stands in for the other.
     if predicate_type is None:
-        if not bundle.is_signature:
-            raise FormatError(
-                "an attestation bundle does not stand in for a signature: a signature is required"
-            )
         return verify_signature_bundle(
             bundle, digest=digest, docker_reference=repository, **_trust_kwargs(options)
         ).pk_token
-    if bundle.is_signature:
-        raise FormatError(
-            f"a signature bundle does not stand in for an attestation of type {predicate_type}"
-        )
     return verify_attestation_bundle(
         bundle, digest=digest, predicate_type=predicate_type, **_trust_kwargs(options)
     ).pk_token

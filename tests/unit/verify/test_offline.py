@@ -71,7 +71,7 @@ CASES = [
         IMAGE,
         {},
         EXIT_INVALID_SIGNATURE,
-        "does not stand in for a signature",
+        "bundle: not a signature (it holds a DSSE envelope, not an OSM)",
     ),
     (
         "offline_attestation_for_a_signature_with_attestation_required",
@@ -79,7 +79,7 @@ CASES = [
         IMAGE,
         {"attestations": (PROVENANCE,)},
         EXIT_INVALID_SIGNATURE,
-        "does not stand in for a signature",
+        "bundle: not a signature (it holds a DSSE envelope, not an OSM)",
     ),
     (
         "offline_signature_replayed_onto_another_digest",
