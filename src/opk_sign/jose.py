@@ -36,6 +36,8 @@ USER_KEY_ALGS: Final = frozenset({"ES256", "RS256", "EdDSA"})
 #: Largest JSON document we parse from a token segment; real ones are a few KiB.
 MAX_JSON_BYTES: Final = 1 << 20
 MAX_JSON_DEPTH: Final = 32
+#: Digits of the longest JSON integer we accept (a Unix time in nanoseconds has 19).
+MAX_JSON_INT_DIGITS: Final = 64
 
 
 # --- base64url ---------------------------------------------------------------------------------
@@ -158,26 +160,47 @@ def _reject_constant(name: str) -> Any:
     raise FormatError(f"JSON constant {name} is not allowed")
 
 
-def parse_json(data: bytes | str, field: str) -> Any:
-    """Parse JSON strictly: UTF-8, no duplicate members, no NaN/Infinity, bounded size and depth."""
+def _bounded_int(text: str) -> int:
+    # Python refuses ints over 4,300 digits with a bare ValueError; nothing we read needs more
+    # than a few dozen (sizes, times, ids), so a longer one is hostile and refused before int().
+    if len(text.lstrip("-")) > MAX_JSON_INT_DIGITS:
+        raise FormatError(f"JSON integer of {len(text)} digits (at most {MAX_JSON_INT_DIGITS})")
+    return int(text)
+
+
+def _bounded_float(text: str) -> float:
+    if len(text) > MAX_JSON_INT_DIGITS:
+        raise FormatError(f"JSON number of {len(text)} characters")
+    return float(text)
+
+
+def parse_json(
+    data: bytes | str, field: str, *, max_bytes: int = MAX_JSON_BYTES, depth: int = MAX_JSON_DEPTH
+) -> Any:
+    """Parse JSON strictly: UTF-8, no duplicate members, no NaN/Infinity, integers of at most
+    :data:`MAX_JSON_INT_DIGITS` digits, bounded size and depth. Every failure is a FormatError."""
     if isinstance(data, bytes):
-        if len(data) > MAX_JSON_BYTES:
-            raise FormatError(f"{field}: larger than {MAX_JSON_BYTES} bytes")
+        if len(data) > max_bytes:
+            raise FormatError(f"{field}: larger than {max_bytes} bytes")
         try:
             data = data.decode("utf-8")
         except UnicodeDecodeError:
             raise FormatError(f"{field}: not UTF-8") from None
-    elif len(data) > MAX_JSON_BYTES:
-        raise FormatError(f"{field}: larger than {MAX_JSON_BYTES} bytes")
+    elif len(data) > max_bytes:
+        raise FormatError(f"{field}: larger than {max_bytes} bytes")
     try:
         value = json.loads(
-            data, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+            data,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+            parse_int=_bounded_int,
+            parse_float=_bounded_float,
         )
     except FormatError as err:
         raise FormatError(f"{field}: {err.message}") from None
-    except (json.JSONDecodeError, RecursionError) as err:
+    except (ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
         raise FormatError(f"{field}: not valid JSON ({err.__class__.__name__})") from None
-    _depth(value, MAX_JSON_DEPTH)
+    _depth(value, depth)
     return value
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opk_sign.errors import FormatError
-from opk_sign.oci import mediatypes
+from opk_sign.jose import parse_json
+from opk_sign.oci import limits, mediatypes
 from opk_sign.oci.descriptor import Descriptor
 from opk_sign.oci.digest import sha256_digest
 
@@ -54,10 +55,12 @@ Manifest = ImageManifest | ImageIndex
 
 
 def load_json_object(data: bytes, what: str) -> dict[str, Any]:
+    """A registry's JSON document, parsed strictly (no duplicate members, bounded size, depth and
+    numbers): whatever a registry sends ends as a FormatError, never another exception."""
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise FormatError(f"{what} is not JSON: {err}") from None
+        doc = parse_json(data, what, max_bytes=limits.MAX_MANIFEST_BYTES)
+    except FormatError as err:
+        raise FormatError(f"{what} is not JSON we accept: {err.message}") from None
     if not isinstance(doc, dict):
         raise FormatError(f"{what} is not a JSON object")
     return doc

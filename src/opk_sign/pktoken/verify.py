@@ -198,8 +198,7 @@ def verify_pktoken(
     if kid is not None and not isinstance(kid, str):
         raise FormatError("OP signature: original header kid must be a string")
     op_jwk = keys.op_key(iss, kid, iat)
-    if op_jwk.get("alg", "RS256") != "RS256" or op_jwk.get("use", "sig") != "sig":
-        raise IssuerError(f"OP key {kid!r} is not an RS256 signing key")
+    check_op_key_usage(op_jwk, kid)
     gq.verify_jwt(str(op), op_jwk)
 
     # 4. Commitment: the ID token's aud is exactly the commitment to this CIC (GitHub style).
@@ -238,3 +237,18 @@ __all__ = [
     "select_key",
     "verify_pktoken",
 ]
+
+
+def check_op_key_usage(op_jwk: Mapping[str, Any], kid: str | None) -> None:
+    """The OP key may sign ID tokens: RS256, and what RFC 7517 says of its use (§4.2 ``use``,
+    §4.3 ``key_ops``) allows verifying signatures. A key published for encryption, or only for
+    other operations, is not one the OP signs tokens with."""
+    alg, use, ops = op_jwk.get("alg", "RS256"), op_jwk.get("use", "sig"), op_jwk.get("key_ops")
+    if alg != "RS256" or use != "sig":
+        raise IssuerError(f"OP key {kid!r} is not an RS256 signing key (alg {alg!r}, use {use!r})")
+    if ops is not None and (
+        not isinstance(ops, list)
+        or not all(isinstance(op, str) for op in ops)
+        or "verify" not in ops
+    ):
+        raise IssuerError(f"OP key {kid!r}: its key_ops {ops!r} do not include 'verify'")

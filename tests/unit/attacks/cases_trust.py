@@ -133,3 +133,51 @@ def token_expired_oidc_exp(w: World) -> tuple[Run, Run]:
     return signed(w.signature, expiry=OIDC, now=NOW + 60), signed(
         w.signature, expiry=OIDC, now=NOW + HOUR
     )
+
+
+# --- what the OP key may be used for (RFC 7517 `use`, `key_ops`) --------------------------------
+
+
+def _published_as(**members: object) -> StaticJWKS:
+    return StaticJWKS(GITHUB_ISSUER, {"keys": [{**op_key().public_jwk(), **members}]})
+
+
+def _key_use_case(name: str, what: str, members: dict[str, object], fragment: str) -> None:
+    def build(w: World) -> tuple[Run, Run]:
+        control = _published_as(key_ops=["verify"], use="sig")
+        return signed(w.signature, keys=control), signed(w.signature, keys=_published_as(**members))
+
+    attack(
+        TRUST,
+        what,
+        "OP key `use` and `key_ops` (RFC 7517 §4.2, §4.3)",
+        IssuerError,
+        fragment,
+        name=name,
+    )(build)
+
+
+_key_use_case(
+    "op_key_published_for_encryption",
+    "the OP key is published with `use: enc`",
+    {"use": "enc"},
+    "is not an RS256 signing key",
+)
+_key_use_case(
+    "op_key_ops_without_verify",
+    "the OP key's `key_ops` allow only `encrypt`",
+    {"key_ops": ["encrypt", "wrapKey"]},
+    "do not include 'verify'",
+)
+_key_use_case(
+    "op_key_ops_not_a_list",
+    "the OP key's `key_ops` is the string 'verify', not a list",
+    {"key_ops": "verify"},
+    "do not include 'verify'",
+)
+_key_use_case(
+    "op_key_published_for_another_alg",
+    "the OP key is published with `alg: PS256`",
+    {"alg": "PS256"},
+    "is not an RS256 signing key",
+)
