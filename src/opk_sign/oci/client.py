@@ -531,6 +531,8 @@ class RegistryClient:
                 found.extend(parse_referrers_index(data))
             except FormatError as err:
                 raise RegistryError(f"{what}: invalid referrers answer: {err}") from None
+            if len(found) > limits.MAX_REFERRERS:
+                raise RegistryError(f"{what}: more than {limits.MAX_REFERRERS} referrers")
             self._referrers_api[ref.registry] = True
             if not link:
                 # Filter ourselves whatever OCI-Filters-Applied says: a registry that ignored

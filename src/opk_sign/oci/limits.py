@@ -11,6 +11,11 @@ MAX_BUNDLE_BYTES = 1 << 20
 SINGLE_POST_MAX_BYTES = 16 * 1024 * 1024
 #: Blobs up to this size are copied through memory; larger ones through a temporary file.
 COPY_IN_MEMORY_MAX_BYTES = 32 * 1024 * 1024
+#: Descriptors in one index (platforms, attestation manifests): real ones list a dozen.
+MAX_INDEX_MANIFESTS = 1024
+#: Referrers of one manifest, over all pages: whoever can push referrers must not make us list
+#: (and keep in memory) without end.
+MAX_REFERRERS = 4096
 #: Pages of a referrers API answer we follow before giving up.
 MAX_REFERRERS_PAGES = 64
 #: Depth of referrers-of-referrers walked by inspect and copy.

@@ -89,6 +89,10 @@ def parse_manifest(data: bytes, media_type: str | None = None) -> Manifest:
         manifests = doc.get("manifests")
         if not isinstance(manifests, list):
             raise FormatError("index without a manifests list")
+        if len(manifests) > limits.MAX_INDEX_MANIFESTS:
+            raise FormatError(
+                f"index lists {len(manifests)} manifests (at most {limits.MAX_INDEX_MANIFESTS})"
+            )
         return ImageIndex(
             media_type=kind,
             manifests=tuple(Descriptor.from_dict(m) for m in manifests),

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from opk_sign.errors import FormatError
-from opk_sign.oci import mediatypes
+from opk_sign.oci import limits, mediatypes
 from opk_sign.oci.descriptor import Descriptor
 from opk_sign.oci.digest import split_digest
 from opk_sign.oci.manifest import canonical_json, load_json_object
@@ -35,6 +35,8 @@ def parse_referrers_index(data: bytes) -> list[Descriptor]:
         return []
     if not isinstance(manifests, list):
         raise FormatError("referrers index: manifests must be a list")
+    if len(manifests) > limits.MAX_REFERRERS:
+        raise FormatError(f"referrers index lists more than {limits.MAX_REFERRERS} referrers")
     return [Descriptor.from_dict(entry) for entry in manifests]
 
 

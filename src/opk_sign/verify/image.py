@@ -13,14 +13,17 @@ manifest (1), its referrers (1), the signature's artifact manifest (1) and bundl
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from typing import Any, Final
 
 from opk_sign.bundle import (
+    ANNOTATION_IDENTITY,
+    ANNOTATION_ISSUER,
     ANNOTATION_PREDICATE_TYPE,
+    ANNOTATION_REPOSITORY,
     ATTESTATION_ARTIFACT_TYPE,
     BUNDLE_MEDIA_TYPE,
     SIGNATURE_ARTIFACT_TYPE,
@@ -30,6 +33,7 @@ from opk_sign.errors import (
     FormatError,
     OpkSignError,
     PayloadMismatchError,
+    PolicyError,
     UsageError,
     VerificationError,
 )
@@ -39,6 +43,7 @@ from opk_sign.oci.descriptor import Descriptor, Platform
 from opk_sign.oci.manifest import ImageManifest, parse_manifest
 from opk_sign.oci.reference import Reference
 from opk_sign.pktoken.verify import VerifiedPKToken
+from opk_sign.policy import AllOf, AnyOf, ClaimPolicy, IdentityPolicy
 from opk_sign.verify.bundle import verify_attestation_bundle, verify_signature_bundle
 from opk_sign.verify.options import OptionsFor, VerifyOptions, options_for
 from opk_sign.verify.outcome import (
@@ -49,8 +54,11 @@ from opk_sign.verify.outcome import (
     identity_of,
 )
 
-#: Bundles tried per manifest: an attacker who can push referrers must not make us work forever.
-MAX_BUNDLES_PER_MANIFEST: Final = 32
+#: Bundles tried per manifest, and the time they may take together. Whoever can push referrers
+#: can add bundles, so neither bound may be spendable by listing order: distinct bundles whose
+#: unsigned hints do not contradict the policy are tried first, and the bound is generous.
+MAX_BUNDLES_PER_MANIFEST: Final = 256
+BUNDLES_BUDGET_SECONDS: Final = 30.0
 #: Images verified at once in a batch; the registry client's connection pool is shared.
 DEFAULT_JOBS: Final = 16
 
@@ -184,6 +192,7 @@ def _verify_manifest(
     sig_check = _first_passing(
         signatures,
         lambda d: _check_signature(client, ref, digest, d, options),
+        options.policy,
     )
     checks.extend(sig_check)
     outcome = _decide(sig_check)
@@ -213,6 +222,7 @@ def _verify_manifest(
                     options=options,
                     predicate_type=predicate_type,
                 ),
+                options.policy,
             )
             checks.extend(att_check)
             att_outcome = _decide(att_check)
@@ -230,16 +240,71 @@ def _where(digest: str, platform: str | None) -> str:
 
 
 def _first_passing(
-    candidates: list[Descriptor], check: Callable[[Descriptor], BundleCheck]
+    candidates: list[Descriptor],
+    check: Callable[[Descriptor], BundleCheck],
+    policy: IdentityPolicy,
 ) -> list[BundleCheck]:
-    """Try bundles until one passes; registry and trust errors end the image (13/14)."""
+    """Try bundles until one passes, plausible ones first (:func:`plausible_first`), within
+    :data:`MAX_BUNDLES_PER_MANIFEST` and :data:`BUNDLES_BUDGET_SECONDS`; registry and trust
+    errors end the image (13/14)."""
     done: list[BundleCheck] = []
-    for descriptor in candidates[:MAX_BUNDLES_PER_MANIFEST]:
+    started = time.monotonic()
+    for descriptor in plausible_first(candidates, policy)[:MAX_BUNDLES_PER_MANIFEST]:
+        if done and time.monotonic() - started > BUNDLES_BUDGET_SECONDS:
+            break
         result = check(descriptor)
         done.append(result)
         if result.outcome is Outcome.VERIFIED:
             break
     return done
+
+
+def plausible_first(candidates: list[Descriptor], policy: IdentityPolicy) -> list[Descriptor]:
+    """Each referrer once, those whose unsigned hints (artifact annotations) do not contradict
+    the policy first, in listing order. Hints decide only the order: every bundle tried is
+    verified in full, so a lying hint can delay a bundle, never make one pass."""
+    seen: set[str] = set()
+    plausible: list[Descriptor] = []
+    others: list[Descriptor] = []
+    for descriptor in candidates:
+        if descriptor.digest in seen:
+            continue
+        seen.add(descriptor.digest)
+        refuted = _refutes(policy, _hinted_claims(descriptor.annotations))
+        (others if refuted else plausible).append(descriptor)
+    return plausible + others
+
+
+def _hinted_claims(annotations: Mapping[str, str]) -> dict[str, str]:
+    claims: dict[str, str] = {}
+    repository = annotations.get(ANNOTATION_REPOSITORY)
+    if repository:
+        claims["repository"] = repository
+        claims["repository_owner"] = repository.split("/", 1)[0]
+    issuer = annotations.get(ANNOTATION_ISSUER)
+    if issuer:
+        claims["iss"] = issuer
+    identity = annotations.get(ANNOTATION_IDENTITY)
+    if identity:
+        claims["job_workflow_ref" if "/.github/workflows/" in identity else "sub"] = identity
+    return claims
+
+
+def _refutes(policy: IdentityPolicy, hints: Mapping[str, str]) -> bool:
+    """Whether the hinted claims certainly fail the policy (claims not hinted never do)."""
+    if isinstance(policy, ClaimPolicy):
+        if policy.claim not in hints:
+            return False
+        try:
+            policy.verify(hints)
+        except PolicyError:
+            return True
+        return False
+    if isinstance(policy, AllOf):
+        return any(_refutes(p, hints) for p in policy.policies)
+    if isinstance(policy, AnyOf):
+        return all(_refutes(p, hints) for p in policy.policies)
+    return False
 
 
 def _decide(checks: list[BundleCheck]) -> Outcome:
