@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opk_sign.errors import RegistryAuthError, UsageError
+from opk_sign.errors import FormatError, RegistryAuthError, UsageError
+from opk_sign.jose import parse_json
 from opk_sign.oci.credentials import Credential, registry_key
 from opk_sign.oci.reference import DOCKER_HUB
 
@@ -31,6 +32,9 @@ HELPER_PREFIX = "docker-credential-"
 HELPER_TIMEOUT = 30.0
 #: What a helper prints for a registry it has nothing for.
 _NOT_FOUND = "credentials not found"
+#: A helper's name: docker's are like ``desktop``, ``ecr-login``, ``gcloud``. No path separator,
+#: so a config can only name a program on PATH, never one in the working directory.
+_HELPER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -70,9 +74,9 @@ class DockerConfig:
     ) -> DockerConfig:
         where = str(path) if path else "docker config"
         try:
-            doc = json.loads(data) if data.strip() else {}
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise UsageError(f"{where} is not valid JSON: {err}") from None
+            doc = parse_json(data, where) if data.strip() else {}
+        except FormatError as err:
+            raise UsageError(f"{where} is not valid JSON: {err.message}") from None
         if not isinstance(doc, dict):
             raise UsageError(f"{where} is not a JSON object")
         auths: dict[str, Credential] = {}
@@ -81,12 +85,12 @@ class DockerConfig:
             if credential is not None:
                 auths[registry_key(server)] = credential
         helpers = {
-            registry_key(server): _string(name, f"credHelpers[{server!r}]", where)
+            registry_key(server): _helper(name, f"credHelpers[{server!r}]", where)
             for server, name in _object(doc, "credHelpers", where).items()
         }
         store = doc.get("credsStore")
         if store is not None:
-            store = _string(store, "credsStore", where) or None
+            store = _helper(store, "credsStore", where) or None
         return cls(path, auths, helpers, store, helper_path)
 
     def credential_for(self, registry: str) -> Credential | None:
@@ -99,7 +103,7 @@ class DockerConfig:
         return self.auths.get(key)
 
     def _from_helper(self, helper: str, registry: str) -> Credential | None:
-        program = shutil.which(HELPER_PREFIX + helper, path=self.helper_path)
+        program = shutil.which(HELPER_PREFIX + helper, path=_absolute_dirs(self.helper_path))
         source = f"{HELPER_PREFIX}{helper} (docker config {self.path})"
         if program is None:
             raise RegistryAuthError(
@@ -127,9 +131,9 @@ class DockerConfig:
                 f"credential helper {source} failed for {registry}: {message[:200]}"
             )
         try:
-            answer = json.loads(output)
+            answer = parse_json(output, "credential helper answer")
             username, secret = answer["Username"], answer["Secret"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (FormatError, KeyError, TypeError):
             raise RegistryAuthError(
                 f"credential helper {source} gave an unreadable answer for {registry}"
             ) from None
@@ -138,6 +142,22 @@ class DockerConfig:
         if username == "<token>":  # docker's convention for an identity (refresh) token
             return Credential(identity_token=secret, source=source)
         return Credential(username=username, password=secret, source=source)
+
+
+def _helper(value: Any, what: str, where: str) -> str:
+    name = _string(value, what, where)
+    if name and not _HELPER_NAME.fullmatch(name):
+        raise UsageError(
+            f"{where}: {what} names credential helper {name!r}, which is not a program name",
+            hint=f"a helper is named like 'desktop' (the program {HELPER_PREFIX}desktop on PATH)",
+        )
+    return name
+
+
+def _absolute_dirs(path: str | None) -> str:
+    """PATH without relative entries ('' and '.' mean the working directory)."""
+    entries = (path if path is not None else os.environ.get("PATH", "")).split(os.pathsep)
+    return os.pathsep.join(entry for entry in entries if os.path.isabs(entry))
 
 
 def _object(doc: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
