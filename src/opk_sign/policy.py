@@ -174,6 +174,30 @@ def policy_from_fields(
     return AllOf(policies)
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a mapping or list of a policy document was read: the file, its own line and the line
+    of each key (or item index). Errors then point at the line a reviewer reads. Pure data: the
+    file loader (``opk_sign.verify.options.load_policy_file``) fills it in."""
+
+    source: str
+    line: int
+    lines: Mapping[Any, int]
+
+
+class SourceDict(dict[str, Any]):
+    """A policy-document mapping that knows where it was read (``origin``); a plain dict, e.g. a
+    policy delivered by the trust repository as JSON, simply has no line numbers."""
+
+    origin: Origin | None = None
+
+
+class SourceList(list[Any]):
+    """A policy-document list that knows the line of each item (see :class:`SourceDict`)."""
+
+    origin: Origin | None = None
+
+
 def policy_from_document(doc: Any, *, default_issuer: str | None = GITHUB_ISSUER) -> AllOf:
     """A policy from a parsed policy file.
 
@@ -185,27 +209,103 @@ def policy_from_document(doc: Any, *, default_issuer: str | None = GITHUB_ISSUER
         any-of:
           - ref: refs/heads/main
           - ref-type: tag
+
+    Every key must be known and every field a non-empty string; an error names the key, and the
+    file and line when the document is a :class:`SourceDict`.
     """
-    return _document(doc, default_issuer, "policy")
+    origin = _origin(doc)
+    where = "policy" if origin is None else f"policy file {origin.source}"
+    return _document(doc, default_issuer, "policy", where)
 
 
-def _document(doc: Any, default_issuer: str | None, where: str) -> AllOf:
+def _origin(value: Any) -> Origin | None:
+    origin = getattr(value, "origin", None)
+    return origin if isinstance(origin, Origin) else None
+
+
+def _at(path: str, container: Any, key: Any = None) -> str:
+    """Where an error is: ``path`` in the document, and the file and line when known."""
+    origin = _origin(container)
+    if origin is None:
+        return path
+    line = origin.lines.get(key, origin.line) if key is not None else origin.line
+    inner = path.removeprefix("policy").lstrip(".")
+    return f"policy file {origin.source}, line {line}" + (f" ({inner})" if inner else "")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})" if len(str(value)) <= 40 else "a number"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__
+
+
+#: Values YAML reads as null or true/false unless quoted: the hint for a field given one.
+_QUOTE_HINT: Final = 'quote the value to mean the text, e.g. ref-type: "tag"'
+
+
+def _field(doc: Mapping[Any, Any], key: str, value: Any, path: str) -> ClaimPolicy:
+    at = _at(path, doc, key)
+    name = key.removesuffix("-regex")
+    if name not in FIELDS or (name in NO_REGEX and key != name):
+        raise UsageError(
+            f"{at}: unknown policy field {key!r}",
+            hint=f"known fields: {', '.join(sorted(FIELDS))} (each also with -regex)"
+            ", and all-of / any-of",
+        )
+    if not isinstance(value, str):
+        raise UsageError(
+            f"{at}: policy field {key!r} must be a string, got {_kind(value)}",
+            hint=_QUOTE_HINT if value is None or isinstance(value, bool) else None,
+        )
+    try:
+        return ClaimPolicy(FIELDS[name], value, key != name)
+    except UsageError as err:  # empty value, bad regex: say where
+        raise UsageError(f"{at}: {err.message}", hint=err.hint) from None
+
+
+def _document(doc: Any, default_issuer: str | None, path: str, where: str) -> AllOf:
+    """``path`` locates ``doc`` in the document (``policy.any-of[0]``); ``where`` names the whole
+    policy in the message refusing one that names no signer."""
     if not isinstance(doc, Mapping):
-        raise UsageError(f"{where}: expected a mapping of policy fields")
-    fields = {k: v for k, v in doc.items() if k not in ("all-of", "any-of")}
-    parts: list[IdentityPolicy] = []
-    if fields:
-        parts.extend(policy_from_fields(fields, default_issuer=None, require_signer=False).policies)
-    for key, combine in (("all-of", AllOf), ("any-of", AnyOf)):
-        if key not in doc:
+        raise UsageError(f"{path}: expected a mapping of policy fields, got {_kind(doc)}")
+    fields: list[IdentityPolicy] = []
+    combined: dict[str, IdentityPolicy] = {}
+    for key, value in doc.items():
+        if not isinstance(key, str):
+            raise UsageError(f"{_at(path, doc, key)}: key {key!r} is not a string")
+        if key not in ("all-of", "any-of"):
+            fields.append(_field(doc, key, value, path))
             continue
-        items = doc[key]
-        if not isinstance(items, list) or not items:
-            raise UsageError(f"{where}: {key!r} must be a non-empty list of policies")
-        subs = [_document(item, None, f"{where}.{key}[{i}]") for i, item in enumerate(items)]
-        parts.append(combine(subs))
+        at = _at(path, doc, key)
+        if not isinstance(value, list) or not value:
+            raise UsageError(
+                f"{at}: {key!r} must be a non-empty list of policies, got {_kind(value)}"
+                if not isinstance(value, list)
+                else f"{at}: {key!r} must be a non-empty list of policies"
+            )
+        subs: list[IdentityPolicy] = []
+        for index, item in enumerate(value):
+            sub = f"{path}.{key}[{index}]"
+            if not isinstance(item, Mapping):
+                raise UsageError(
+                    f"{_at(sub, value, index)}: expected a mapping of policy fields,"
+                    f" got {_kind(item)}"
+                )
+            subs.append(_document(item, None, sub, where))
+        combined[key] = AllOf(subs) if key == "all-of" else AnyOf(subs)
+    parts = fields + [combined[k] for k in ("all-of", "any-of") if k in combined]
     if not parts:
-        raise UsageError(f"{where}: the policy is empty and would accept any signer")
+        raise UsageError(f"{_at(path, doc)}: the policy is empty and would accept any signer")
     if default_issuer is not None:  # the whole document: every alternative must pin the signer
         require_pinned(AllOf(parts), where)
     if default_issuer is not None and not _mentions_issuer(parts):

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Final
 
 from opk_sign._version import __version__
-from opk_sign.cli import copy, dev, inspect, sign, trust, verify
+from opk_sign.cli import copy, dev, inspect, sign, signals, trust, verify
 from opk_sign.cli import prcheck as pr_check
 from opk_sign.errors import EXIT_USAGE, OpkSignError
 
@@ -40,17 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled as an interrupt: decided work is reported, the exit code is 143."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    signals.install()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -63,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt as interrupt:
         print("interrupted", file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(interrupt, signals.Terminated) else EXIT_INTERRUPTED
     except BrokenPipeError:
         # A closed stdout (`| head -1`): end quietly; no traceback when Python flushes at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from opk_sign.cli import signals
 from opk_sign.cli.options import add_registry_options, add_verification_options, verify_options
 from opk_sign.errors import EXIT_USAGE, UsageError
 
@@ -188,17 +189,18 @@ def report(
     vsa_lines: list[str] = []
     try:
         for result in results:
-            done.append(result)
-            if args.output == "json":
-                doc = result.to_dict()
-                print(json.dumps(doc, indent=2 if count == 1 else None), flush=count > 1)
-            elif count == 1 or not result.verified:
-                _clear_progress(show_progress)
-                print(format_result(result), flush=count > 1)
-            if args.vsa is not None and result.verified:
-                vsa_lines.append(_vsa_line(result, options))
-            if show_progress:
-                _progress(len(done), count, sum(not r.verified for r in done))
+            with signals.deferred():  # each image reported whole: its line and its VSA
+                done.append(result)
+                if args.output == "json":
+                    doc = result.to_dict()
+                    print(json.dumps(doc, indent=2 if count == 1 else None), flush=count > 1)
+                elif count == 1 or not result.verified:
+                    _clear_progress(show_progress)
+                    print(format_result(result), flush=count > 1)
+                if args.vsa is not None and result.verified:
+                    vsa_lines.append(_vsa_line(result, options))
+                if show_progress:
+                    _progress(len(done), count, sum(not r.verified for r in done))
     except KeyboardInterrupt:
         # SIGINT/SIGTERM: no new image is started (the pool cancels what is queued); what was
         # decided is still reported and its VSAs written, then the interrupt's code (130/143).

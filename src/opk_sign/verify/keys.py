@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from opk_sign.errors import TrustError, UsageError
+from opk_sign.errors import FormatError, TrustError, UsageError
+from opk_sign.jose import parse_json
 from opk_sign.pktoken.verify import StaticJWKS
 
 #: A JWKS file is a few KiB; anything far larger is not one.
@@ -23,9 +23,9 @@ def jwks_from_file(path: Path, issuer: str) -> StaticJWKS:
     if len(data) > MAX_JWKS_FILE_BYTES:
         raise TrustError(f"JWKS file {path} is larger than {MAX_JWKS_FILE_BYTES} bytes")
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise TrustError(f"JWKS file {path} is not JSON: {err}") from None
+        doc = parse_json(data, "JWKS", max_bytes=MAX_JWKS_FILE_BYTES)
+    except FormatError as err:
+        raise TrustError(f"JWKS file {path} is not JSON we accept: {err.message}") from None
     if not isinstance(doc, dict):
         raise TrustError(f"JWKS file {path} must hold a JSON object with a 'keys' list")
     return StaticJWKS(issuer, doc)

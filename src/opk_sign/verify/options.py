@@ -10,7 +10,9 @@ the Actions runner: each front end turns its own input into these arguments.
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +28,9 @@ from opk_sign.pktoken.verify import MAX_AGE_24H
 from opk_sign.policy import (
     AllOf,
     IdentityPolicy,
+    Origin,
+    SourceDict,
+    SourceList,
     policy_from_document,
     policy_from_fields,
     policy_issuers,
@@ -77,19 +82,235 @@ def _stderr(message: str) -> None:
 # --- the identity policy ------------------------------------------------------------------------
 
 
-def load_policy_file(path: Path) -> Any:
-    """A policy file's parsed document (YAML, or JSON, which YAML reads too); an unreadable or
-    unparsable file is a usage error naming it. ``policy_from_document`` builds the policy."""
-    import yaml
+#: A policy file is a few lines a reviewer reads; these bound what reading one may cost.
+_POLICY_MAX_BYTES = 64 * 1024
+_POLICY_MAX_DEPTH = 16
+_POLICY_MAX_ENTRIES = 256
 
+
+class _Refused(Exception):
+    """Something a policy file may not hold, at a line; :func:`load_policy_file` names the file."""
+
+    def __init__(self, line: int, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.line, self.message, self.hint = line, message, hint
+
+
+def load_policy_file(path: Path) -> SourceDict:
+    """A policy file's parsed document (YAML, or JSON, which YAML reads too), read strictly so that
+    the verifier reads what a reviewer reads: every problem is a usage error naming the file, the
+    line and the key. ``policy_from_document`` builds the policy, its errors pointing at lines too.
+
+    Refused: duplicate keys (a reviewer reads the first, a YAML loader keeps the last), keys YAML
+    does not read as strings, anchors, aliases and merge keys, tags, several documents, more than
+    64 KiB, nesting deeper than 16 or more than 256 keys and items. Scalars YAML would turn into
+    numbers or dates (``repository-id: 123456``, ``sha: 0123456``) are kept as the text written;
+    null and true/false (``yes``, ``on``...) stay null and booleans, which the policy refuses.
+    So are characters showing a reviewer other lines than YAML reads (:data:`_MISLEADING`).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+        with path.open("rb") as handle:
+            data = handle.read(_POLICY_MAX_BYTES + 1)
+    except OSError as err:
         raise UsageError(f"cannot read the policy file {path}: {err}") from None
+    if len(data) > _POLICY_MAX_BYTES:
+        raise UsageError(f"policy file {path} is larger than {_POLICY_MAX_BYTES} bytes")
     try:
-        return yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise UsageError(f"policy file {path}, line {line}: not UTF-8 ({err.reason})") from None
+    try:
+        return _parse_policy(text, str(path))
+    except _Refused as err:
+        raise UsageError(
+            f"policy file {path}, line {err.line}: {err.message}", hint=err.hint
+        ) from None
+
+
+#: Characters that make a reviewer and YAML see different lines: NEL, LS, PS and a lone CR are
+#: line breaks to YAML but not to most viewers (``# note<NEL>repository: evil/app`` shows as a
+#: comment); bidirectional overrides reorder how a line is shown (Trojan Source).
+_MISLEADING = re.compile("[\x85\u2028\u2029\u202a-\u202e\u2066-\u2069]|\r(?!\n)")
+
+
+def _parse_policy(text: str, source: str) -> SourceDict:
+    import yaml
+    from yaml.reader import ReaderError
+
+    found = _MISLEADING.search(text)
+    if found:
+        char = found.group()
+        why = (
+            "a bidirectional control"
+            if char >= "\u202a"
+            else "a line break to YAML, not to most viewers"
+        )
+        raise _Refused(
+            text[: found.start()].count("\n") + 1,
+            f"character U+{ord(char):04X} ({why}) shows a reviewer other lines than YAML reads",
+            "remove it; end lines with LF or CRLF",
+        )
+    try:
+        loader = _policy_loader()(text, source)  # reading starts here: it refuses characters
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raise _Refused(1, "the file is empty; expected a mapping of policy fields")
+            if not isinstance(node, yaml.MappingNode):
+                raise _Refused(_line(node), "expected a mapping of policy fields at the top")
+            document = loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark else 1
+        if isinstance(err, yaml.composer.ComposerError) and "single document" in str(err.context):
+            raise _Refused(line, "a second document starts here; a policy file holds one") from None
+        problem = ", ".join(str(p) for p in (err.context, err.problem) if p)
+        tabs = (
+            "indent with spaces: YAML, which reads JSON too, refuses tabs"
+            if "\\t" in problem
+            else None
+        )
+        raise _Refused(line, f"not valid YAML or JSON: {problem}", tabs) from None
+    except ReaderError as err:
+        line = text[: err.position].count("\n") + 1
+        raise _Refused(
+            line, f"not valid YAML or JSON: {err.reason} (#x{err.character:04x})"
+        ) from None
     except yaml.YAMLError as err:
-        raise UsageError(f"policy file {path} is not valid YAML or JSON: {err}") from None
+        raise _Refused(1, f"not valid YAML or JSON: {type(err).__name__}") from None
+    except (RecursionError, ValueError) as err:  # bounded above; a backstop, never a traceback
+        raise _Refused(1, f"cannot be read ({type(err).__name__})") from None
+    assert isinstance(document, SourceDict)  # the root node is a mapping
+    return document
+
+
+def _line(node: Any) -> int:
+    return int(node.start_mark.line) + 1
+
+
+@functools.cache
+def _policy_loader() -> Callable[[str, str], Any]:
+    """PyYAML's safe loader, made strict (a class built on first use: yaml loads lazily)."""
+    import yaml
+    from yaml.events import AliasEvent, CollectionStartEvent, Event, NodeEvent, ScalarEvent
+    from yaml.nodes import MappingNode, Node, ScalarNode
+
+    base = "tag:yaml.org,2002:"
+    surrogate = re.compile("[\ud800-\udfff]")
+    kinds = {"null": "null", "bool": "a boolean", "int": "a number", "float": "a number"}
+
+    class StrictPolicyLoader(yaml.SafeLoader):
+        def __init__(self, text: str, source: str) -> None:
+            super().__init__(text)
+            self.source = source
+            self.path: list[str] = []  # the containers being composed, as key-path labels
+            self.entries = 0
+
+        def key_path(self, label: str) -> str:
+            labels = [*self.path[1:], label]
+            return "".join(
+                p if p.startswith("[") or i == 0 else f".{p}" for i, p in enumerate(labels)
+            )
+
+        def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+            event: Event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped stub
+            line = event.start_mark.line + 1 if event.start_mark else 1
+            if isinstance(index, int):
+                label = f"[{index}]"
+            elif isinstance(index, Node):  # the value of the key just composed
+                label = str(index.value) if isinstance(index, ScalarNode) else "?"
+                self.refuse_bad_key(parent, index)
+            elif isinstance(event, ScalarEvent):  # a key, or the top of the document
+                label = event.value if parent is not None else ""
+            else:
+                label = "?" if parent is not None else ""
+            where = f"key {self.key_path(label)!r}" if label else "the document"
+            if isinstance(event, AliasEvent):
+                raise _Refused(
+                    line, f"{where} uses the alias *{event.anchor}", "write every value out"
+                )
+            if isinstance(event, NodeEvent) and event.anchor is not None:
+                raise _Refused(
+                    line, f"{where} defines the anchor &{event.anchor}", "write every value out"
+                )
+            if isinstance(event, ScalarEvent) and surrogate.search(event.value):
+                # "\ud83d\ude00" is one character in JSON, two lone halves in YAML: no one reading
+                raise _Refused(
+                    line,
+                    f"{where} holds a \\u escape of half a character (a surrogate)",
+                    "write the character itself",
+                )
+            tag = getattr(event, "tag", None)
+            if tag is not None:  # one reading: no !!str, !!int, nor tags of one's own
+                raise _Refused(line, f"{where} has the tag {tag}", "remove it; quote text")
+            if index is not None:
+                self.entries += 1
+                if self.entries > _POLICY_MAX_ENTRIES:
+                    raise _Refused(line, f"{where}: more than {_POLICY_MAX_ENTRIES} keys and items")
+            if not isinstance(event, CollectionStartEvent):
+                return super().compose_node(parent, index)
+            if len(self.path) >= _POLICY_MAX_DEPTH:
+                raise _Refused(line, f"{where} is nested deeper than {_POLICY_MAX_DEPTH} levels")
+            self.path.append(label)
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.path.pop()
+
+        def refuse_bad_key(self, mapping: Node | None, key: Node) -> None:
+            """A key is a string, once per mapping: checked as read, so the first problem in
+            the file is the one reported."""
+            line = _line(key)
+            if not isinstance(key, ScalarNode):
+                kind = "mapping" if isinstance(key, MappingNode) else "list"
+                inside = self.key_path("")
+                raise _Refused(
+                    line, f"a key must be a string, not a {kind}" + (inside and f" in {inside!r}")
+                )
+            name = self.key_path(key.value)
+            if key.tag == base + "merge":
+                raise _Refused(line, f"key {name!r}: merge keys are not allowed")
+            if key.tag != base + "str":
+                kind = kinds.get(key.tag.removeprefix(base), key.tag.removeprefix(base))
+                raise _Refused(
+                    line, f"key {name!r} is read as {kind}, not a string", "quote it, or fix it"
+                )
+            assert isinstance(mapping, MappingNode)  # values follow keys in mappings
+            for earlier, _ in mapping.value:
+                if earlier.value == key.value:
+                    raise _Refused(
+                        line,
+                        f"key {name!r} appears twice (first on line {_line(earlier)})",
+                        "a reviewer reads one and a YAML loader keeps the other: keep one",
+                    )
+
+    def mapping(loader: StrictPolicyLoader, node: MappingNode) -> SourceDict:
+        result = SourceDict()
+        lines: dict[Any, int] = {}
+        for key, value in node.value:
+            lines[key.value] = _line(key)
+            result[key.value] = loader.construct_object(value, deep=True)
+        result.origin = Origin(loader.source, _line(node), lines)
+        return result
+
+    def sequence(loader: StrictPolicyLoader, node: yaml.SequenceNode) -> SourceList:
+        result = SourceList(loader.construct_object(item, deep=True) for item in node.value)
+        result.origin = Origin(
+            loader.source, _line(node), {i: _line(n) for i, n in enumerate(node.value)}
+        )
+        return result
+
+    def text(loader: StrictPolicyLoader, node: ScalarNode) -> str:
+        return str(node.value)  # the text as written: 123456 is the ID "123456", 0755 is "0755"
+
+    StrictPolicyLoader.add_constructor(base + "map", mapping)
+    StrictPolicyLoader.add_constructor(base + "seq", sequence)
+    for kind in ("str", "int", "float", "timestamp"):
+        StrictPolicyLoader.add_constructor(base + kind, text)
+    return StrictPolicyLoader
 
 
 def build_policy(

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from opk_sign.cli import main as cli_main
+from opk_sign.cli import signals
 from opk_sign.cli.verify import report
 from opk_sign.errors import UsageError
 from opk_sign.policy import policy_from_fields
@@ -51,7 +52,7 @@ def test_an_interrupted_batch_reports_what_was_decided(
 
 
 @pytest.mark.parametrize(
-    ("interrupt", "code"), [(KeyboardInterrupt, 130), (cli_main.Terminated, 143)]
+    ("interrupt", "code"), [(KeyboardInterrupt, 130), (signals.Terminated, 143)]
 )
 def test_interrupts_exit_128_plus_the_signal(
     monkeypatch: pytest.MonkeyPatch, interrupt: type[KeyboardInterrupt], code: int
