@@ -11,12 +11,15 @@ and Python callers alike.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from opk_sign.errors import UsageError
+from opk_sign.http import DEFAULT_HTTP, HTTPConfig
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import ExplicitCredentials
 from opk_sign.oci.dockerconfig import DockerConfig
@@ -162,6 +165,7 @@ def verify_options(args: argparse.Namespace) -> VerifyOptions | OptionsFor:
         expiry=args.expiry_policy,
         attestations=args.attestation,
         platform=args.platform,
+        http=http_config(args),
     )
 
 
@@ -200,6 +204,31 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="directory of the docker config.json (default: $DOCKER_CONFIG or ~/.docker)",
     )
+    group.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="the most one network exchange may take in all (connect, answer, whole body, "
+        f"retries): a server trickling its answer is cut off (default: "
+        f"{DEFAULT_HTTP.exchange_timeout:g}); verify also bounds each image and the run by it "
+        "(docs/verify.md, Deadlines)",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def http_config(args: argparse.Namespace) -> HTTPConfig:
+    """The run's HTTP settings: the defaults, with --timeout as each exchange's deadline."""
+    timeout: float | None = getattr(args, "timeout", None)
+    return DEFAULT_HTTP if timeout is None else replace(DEFAULT_HTTP, exchange_timeout=timeout)
 
 
 def registry_client(
@@ -227,4 +256,6 @@ def registry_client(
         host, username=username, password=password, token=token, source=source
     )
     docker_config = DockerConfig.load(args.docker_config, environ=env)
-    return RegistryClient(Keychain.default(explicit, docker_config=docker_config))
+    return RegistryClient(
+        Keychain.default(explicit, docker_config=docker_config), http_config(args)
+    )

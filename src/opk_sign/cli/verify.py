@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -131,14 +132,17 @@ def _image_lines(path: Path) -> Iterator[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from opk_sign import deadline
     from opk_sign.cli.options import registry_client
+    from opk_sign.http import DEFAULT_HTTP
     from opk_sign.verify.image import DEFAULT_JOBS, verify_bundle_offline, verify_images
     from opk_sign.verify.options import options_for
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     images = read_images(args)
-    options = verify_options(args)
+    with deadline.within(args.timeout or DEFAULT_HTTP.exchange_timeout, "fetching trust data"):
+        options = verify_options(args)
     if args.bundle is not None:
         if len(images) != 1:
             raise UsageError("--bundle verifies one image: give exactly one NAME@sha256:...")
@@ -146,9 +150,17 @@ def run(args: argparse.Namespace) -> int:
         chosen = options_for(options, images[0])
         results: Iterable[ImageResult] = [verify_bundle_offline(bundles, images[0], chosen)]
         return report(args, results, 1, options)
-    first_registry = _registry_of(images[0])
-    with registry_client(args, first_registry) as client:
-        results = verify_images(images, options, client=client, jobs=args.jobs or DEFAULT_JOBS)
+    jobs = args.jobs or DEFAULT_JOBS
+    exchange: float = args.timeout or DEFAULT_HTTP.exchange_timeout or 60.0
+    per_image = 2 * exchange
+    # The run's budget: every image its own, as many rounds as the batch needs, and one more
+    # exchange for the trust data fetched before the first image.
+    budget = exchange + per_image * math.ceil(len(images) / jobs)
+    with (
+        deadline.within(budget, "verifying the images"),
+        registry_client(args, _registry_of(images[0])) as client,
+    ):
+        results = verify_images(images, options, client=client, jobs=jobs, image_timeout=per_image)
         return report(args, results, len(images), options)
 
 

@@ -14,9 +14,11 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
+from opk_sign import deadline
 from opk_sign.errors import RegistryAuthError, RegistryUnavailableError
 from opk_sign.http import HTTPConfig
 from opk_sign.oci.credentials import Credential
@@ -285,25 +287,29 @@ class Authenticator:
             params["service"] = scheme.service
         with self._lock:
             self.token_requests += 1
+        # Bounded like any exchange (HTTPConfig.exchange_timeout, answer included: not streamed);
+        # running out of time raises DeadlineExceeded named after the token server.
+        shown = urlunsplit(urlsplit(realm)._replace(query="", fragment=""))
         try:
-            if credential.identity_token:
-                form = {
-                    "grant_type": "refresh_token",
-                    "refresh_token": credential.identity_token,
-                    "service": scheme.service or "",
-                    "scope": " ".join(scope_strings),
-                    "client_id": CLIENT_ID,
-                }
-                resp = self._session.post(realm, data=form, timeout=self._http.timeout)
-            else:
-                auth = None
-                if credential.password and credential.username:
-                    auth = (credential.username, credential.password)
-                    params["account"] = credential.username
-                params["client_id"] = CLIENT_ID
-                resp = self._session.get(
-                    realm, params=params, auth=auth, timeout=self._http.timeout
-                )
+            with deadline.within(None, f"the token request to {shown} for registry {registry}"):
+                if credential.identity_token:
+                    form = {
+                        "grant_type": "refresh_token",
+                        "refresh_token": credential.identity_token,
+                        "service": scheme.service or "",
+                        "scope": " ".join(scope_strings),
+                        "client_id": CLIENT_ID,
+                    }
+                    resp = self._session.post(realm, data=form, timeout=self._http.timeout)
+                else:
+                    auth = None
+                    if credential.password and credential.username:
+                        auth = (credential.username, credential.password)
+                        params["account"] = credential.username
+                    params["client_id"] = CLIENT_ID
+                    resp = self._session.get(
+                        realm, params=params, auth=auth, timeout=self._http.timeout
+                    )
         except requests.RequestException as err:
             raise RegistryUnavailableError(
                 f"token server {realm} for {registry} could not be reached: {err}"

@@ -2,28 +2,36 @@
 challenge answered per request, credentials never sent to another origin), retries with
 backoff, size-limited reads, and the mapping of HTTP failures to ``RegistryError`` s.
 
+Each request is one exchange with an overall deadline (``HTTPConfig.exchange_timeout``, within any
+``deadline.within`` in force): sending, the answer, the body read afterwards and the error body
+read for a message. Running out of time is a :class:`RegistryDeadlineExceeded` naming the registry
+and the request.
+
 ``RegistryClient`` (the registry operations) sends every request through one ``Transport``.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import random
-import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import IO, NoReturn
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
 
+from opk_sign import deadline
+from opk_sign.deadline import DeadlineExceeded
 from opk_sign.errors import (
+    FormatError,
     NotFoundError,
     RegistryAuthError,
     RegistryError,
     RegistryUnavailableError,
 )
 from opk_sign.http import HTTPConfig, new_session
+from opk_sign.jose import parse_json
 from opk_sign.oci.auth import Authenticator, Scope
 from opk_sign.oci.keychain import Keychain
 from opk_sign.oci.reference import Reference
@@ -39,6 +47,28 @@ class ConnectionLost(RegistryUnavailableError):
 
 class BlobUnknownError(RegistryError):
     """A manifest PUT refused because the registry does not see one of its blobs."""
+
+
+class RegistryDeadlineExceeded(DeadlineExceeded, RegistryUnavailableError):
+    """A registry exchange, or the budget around it, ran out of time (exit 13). A
+    RegistryUnavailableError too, so callers that retry or re-check an unavailable registry do
+    so; the next attempt gets no more than the budget that is left."""
+
+
+def _as_registry(err: DeadlineExceeded) -> RegistryDeadlineExceeded:
+    return (
+        err if isinstance(err, RegistryDeadlineExceeded) else err.recast(RegistryDeadlineExceeded)
+    )
+
+
+@contextlib.contextmanager
+def _registry_time(doing: str) -> Iterator[None]:
+    """Name the exchanges of the block for deadline errors, which become registry errors."""
+    try:
+        with deadline.within(None, doing):
+            yield
+    except DeadlineExceeded as err:
+        raise _as_registry(err) from None
 
 
 class Transport:
@@ -70,7 +100,10 @@ class Transport:
                     f"update {what}: the registry asked us to come back in {asked:.0f} s"
                 )
             wait = max(wait, asked)
-        time.sleep(wait)
+        try:
+            deadline.sleep(wait, f"update {what}")  # a wait past the budget is not made
+        except DeadlineExceeded as err:
+            raise _as_registry(err) from None
 
     def request(
         self,
@@ -90,36 +123,37 @@ class Transport:
         """Send one request to ``ref``'s registry, answering an auth challenge once."""
         if url is None:
             url = f"{ref.api_base}/v2/{ref.repository}/{path}"
-        scope = Scope.repository(ref.repository, push=push)
-        send_headers = dict(headers or {})
-        ours = _same_origin(url, ref.api_base)  # never send credentials to a storage redirect
-        sent = self.auth.authorization(ref.registry, scope) if ours else None
-        if sent:
-            send_headers["Authorization"] = sent
-        resp = self.send(
-            method, url, send_headers, params=params, data=data, stream=stream, retry=retry
-        )
-        if resp.status_code != 401 or not ours:
-            return resp
-        challenge = resp.headers.get("WWW-Authenticate", "")
-        resp.close()
-        if not challenge:
-            raise RegistryAuthError(f"{method} {url}: 401 without an authentication challenge")
-        if extra_scopes:
-            challenge = _add_scopes(challenge, extra_scopes)
-        send_headers["Authorization"] = self.auth.respond(ref.registry, scope, challenge, sent)
-        rewind(data)
-        resp = self.send(
-            method, url, send_headers, params=params, data=data, stream=stream, retry=retry
-        )
-        if resp.status_code == 401:
-            resp.close()
-            credential = self.auth.credential(ref.registry)
-            raise RegistryAuthError(
-                f"{ref.registry} refused the credentials from {credential.source} for {scope}",
-                hint="check that the credentials grant this access to the repository",
+        with _registry_time(f"registry {ref.registry}: {method} {_shown(url, ref)}"):
+            scope = Scope.repository(ref.repository, push=push)
+            send_headers = dict(headers or {})
+            ours = _same_origin(url, ref.api_base)  # never send credentials to a storage redirect
+            sent = self.auth.authorization(ref.registry, scope) if ours else None
+            if sent:
+                send_headers["Authorization"] = sent
+            resp = self.send(
+                method, url, send_headers, params=params, data=data, stream=stream, retry=retry
             )
-        return resp
+            if resp.status_code != 401 or not ours:
+                return resp
+            challenge = resp.headers.get("WWW-Authenticate", "")
+            resp.close()
+            if not challenge:
+                raise RegistryAuthError(f"{method} {url}: 401 without an authentication challenge")
+            if extra_scopes:
+                challenge = _add_scopes(challenge, extra_scopes)
+            send_headers["Authorization"] = self.auth.respond(ref.registry, scope, challenge, sent)
+            rewind(data)
+            resp = self.send(
+                method, url, send_headers, params=params, data=data, stream=stream, retry=retry
+            )
+            if resp.status_code == 401:
+                resp.close()
+                credential = self.auth.credential(ref.registry)
+                raise RegistryAuthError(
+                    f"{ref.registry} refused the credentials from {credential.source} for {scope}",
+                    hint="check that the credentials grant this access to the repository",
+                )
+            return resp
 
     def send(
         self,
@@ -171,6 +205,8 @@ class Transport:
                         raise RegistryError(f"{what} is over the {limit}-byte limit")
             except requests.RequestException as err:
                 raise ConnectionLost(f"{what}: connection lost while reading: {err}") from None
+            except DeadlineExceeded as err:  # the exchange's deadline holds for its body too
+                raise _as_registry(err) from None
             return bytes(buffer)
 
     def location(self, resp: requests.Response, ref: Reference, what: str) -> str:
@@ -220,6 +256,14 @@ def _add_scopes(challenge: str, scopes: tuple[Scope, ...]) -> str:
     return f'{challenge},scope="{extra}"'
 
 
+def _shown(url: str, ref: Reference) -> str:
+    """The URL for people: its path on the registry, or the whole of it (no query) elsewhere."""
+    parts = urlsplit(url)
+    if _same_origin(url, ref.api_base):
+        return parts.path
+    return urlunsplit(parts._replace(query="", fragment=""))
+
+
 def _redact(url: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(query="")) if "state" in parts.query else url
@@ -234,19 +278,22 @@ def _error_detail(resp: requests.Response) -> str:
     """The OCI error codes and messages of a failed response, for people."""
     reason = resp.reason or ""
     try:
+        # Read within the exchange's deadline: a trickled error body must not hold us either.
         body = next(resp.iter_content(8192), b"")
     except requests.RequestException:
         body = b""
-    try:
-        doc = json.loads(body)
-        errors = doc.get("errors") if isinstance(doc, dict) else None
-        if isinstance(errors, list) and errors:
-            parts = [
-                f"{e.get('code', '?')}: {e.get('message', '')}".strip(": ")
-                for e in errors
-                if isinstance(e, dict)
-            ]
-            return "; ".join(parts) or reason
-    except ValueError:
-        pass
+    except DeadlineExceeded:
+        return f"{reason or f'HTTP {resp.status_code}'}; its error body did not arrive in time"
+    try:  # a hostile error body is only text to show: parsed under limits, never trusted
+        doc = parse_json(body, "error body", max_bytes=8192, depth=4)
+    except FormatError:
+        doc = None
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    if isinstance(errors, list) and errors:
+        parts = [
+            f"{e.get('code', '?')}: {e.get('message', '')}".strip(": ")[:300]
+            for e in errors[:5]
+            if isinstance(e, dict)
+        ]
+        return "; ".join(parts) or reason
     return reason or f"HTTP {resp.status_code}"

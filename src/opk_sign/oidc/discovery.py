@@ -4,7 +4,9 @@ OpenID Connect Discovery 1.0: the configuration lives at
 ``<issuer>/.well-known/openid-configuration`` (any trailing ``/`` of the issuer removed first), its
 ``issuer`` must equal the issuer asked for exactly (section 4.3), and its ``jwks_uri`` names the
 JWKS. Both fetches are HTTPS (plain HTTP only
-on loopback, for the emulator), size-limited, and every failure is a TrustError.
+on loopback, for the emulator), size-limited, bounded in time (each an exchange of
+``HTTPConfig.exchange_timeout``, within any ``deadline.within`` in force), and every failure is a
+TrustError.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 import requests
 
+from opk_sign import deadline
+from opk_sign.deadline import DeadlineExceeded
 from opk_sign.errors import TrustError, UsageError
 from opk_sign.http import DEFAULT_HTTP, new_session
 from opk_sign.urls import require_secure_url
@@ -29,15 +33,29 @@ _ISSUER_HINT = (
 )
 
 
+class _OutOfTime(TrustError):
+    """A fetch that ran out of time; ``outer``: the caller's budget ran out, not the fetch's."""
+
+    def __init__(self, err: DeadlineExceeded) -> None:
+        super().__init__(err.message, hint=err.hint)
+        self.outer = err.outer
+
+
 def _get_json(session: requests.Session, url: str, what: str) -> Any:
     try:
         require_secure_url(url, what)
     except UsageError as err:
         raise TrustError(err.message, hint=err.hint) from None
     try:
-        with session.get(
-            url, headers={"Accept": "application/json"}, timeout=DEFAULT_HTTP.timeout, stream=True
-        ) as response:
+        with (
+            deadline.within(None, f"fetching {what} from {url}"),
+            session.get(
+                url,
+                headers={"Accept": "application/json"},
+                timeout=DEFAULT_HTTP.timeout,
+                stream=True,
+            ) as response,
+        ):
             if response.status_code != 200:
                 raise TrustError(
                     f"could not fetch {what}: {url} answered HTTP {response.status_code}",
@@ -58,6 +76,8 @@ def _get_json(session: requests.Session, url: str, what: str) -> Any:
                     )
     except requests.RequestException as exc:
         raise TrustError(f"could not fetch {what} from {url}: {exc}", hint=_ISSUER_HINT) from None
+    except DeadlineExceeded as exc:  # trust material: exit 14, like any failure to fetch it
+        raise _OutOfTime(exc) from None
     try:
         return json.loads(body)
     except ValueError:
@@ -104,7 +124,9 @@ class JWKSCache:
     fresh ID token against it, and verification is an :class:`~opk_sign.pktoken.OPKeySource` of it.
 
     A failed fetch is remembered too: a batch of a thousand images asks an unreachable issuer
-    once and reports the same trust error for each, instead of retrying a thousand times.
+    once and reports the same trust error for each, instead of retrying a thousand times. Not
+    when the caller's own budget (an image's deadline) ran out: that says nothing of the issuer,
+    and the next image asks again.
     """
 
     def __init__(self, session: requests.Session | None = None) -> None:
@@ -121,6 +143,10 @@ class JWKSCache:
                 self.fetches += 1
                 try:
                     self._jwks[issuer] = fetch_jwks(issuer, self._session)
+                except _OutOfTime as err:
+                    if err.outer:
+                        raise TrustError(err.message, hint=err.hint) from None
+                    self._jwks[issuer] = err
                 except TrustError as err:
                     self._jwks[issuer] = err
             found = self._jwks[issuer]

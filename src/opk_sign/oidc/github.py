@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
+from opk_sign import deadline
 from opk_sign.errors import NetworkError, TokenRequestError, UsageError
 from opk_sign.http import DEFAULT_HTTP, new_session
 from opk_sign.urls import require_secure_url
@@ -106,12 +107,16 @@ def request_github_id_token(
     log.debug("requesting an ID token from %s for audience %s", host, audience)
     own_session = session is None
     http = new_session() if session is None else session
+    # One exchange, answer included (not streamed), bounded by the session's deadline: running
+    # out of time raises DeadlineExceeded (a NetworkError) naming the host, never a secret.
+    label = f"the ID token request to the GitHub Actions token service at {host}"
     try:
-        response = http.get(
-            url,
-            headers={"Authorization": f"Bearer {request_token}", "Accept": "application/json"},
-            timeout=DEFAULT_HTTP.timeout,
-        )
+        with deadline.within(None, label):
+            response = http.get(
+                url,
+                headers={"Authorization": f"Bearer {request_token}", "Accept": "application/json"},
+                timeout=DEFAULT_HTTP.timeout,
+            )
     except requests.RequestException as exc:
         raise NetworkError(
             f"could not reach the GitHub Actions token service at {host}: "

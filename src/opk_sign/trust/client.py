@@ -52,7 +52,9 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]  # re-exported, no 
 from tuf.ngclient.fetcher import FetcherInterface
 from tuf.ngclient.updater import Updater
 
+from opk_sign import deadline
 from opk_sign._version import __version__
+from opk_sign.deadline import DeadlineExceeded
 from opk_sign.errors import FormatError, TrustError, UsageError
 from opk_sign.http import DEFAULT_HTTP, new_session
 from opk_sign.jose import parse_json
@@ -307,7 +309,10 @@ def installed_config(trust_dir: Path | None = None) -> TrustConfig:
 class SessionFetcher(FetcherInterface):
     """python-tuf's fetcher over opk-sign's one HTTP session (retries, timeouts, user agent).
 
-    Plain HTTP is refused except on loopback, as everywhere in opk-sign.
+    Plain HTTP is refused except on loopback, as everywhere in opk-sign. Each download is one
+    exchange of a session from :func:`opk_sign.http.new_session`, bounded overall (connect to
+    last byte: ``HTTPConfig.exchange_timeout``, within any ``deadline.within`` in force); running
+    out of time is python-tuf's SlowRetrievalError, a TrustError naming the file for the caller.
     """
 
     def __init__(self, session: requests.Session) -> None:
@@ -319,7 +324,10 @@ class SessionFetcher(FetcherInterface):
         except UsageError as err:
             raise tuf_errors.DownloadError(err.message) from None
         try:
-            response = self._session.get(url, stream=True, timeout=DEFAULT_HTTP.timeout)
+            with deadline.within(None, f"the trust repository download of {url}"):
+                response = self._session.get(url, stream=True, timeout=DEFAULT_HTTP.timeout)
+        except DeadlineExceeded as err:
+            raise tuf_errors.SlowRetrievalError(err.message) from None
         except requests.Timeout as err:
             raise tuf_errors.SlowRetrievalError(f"{url}: {err}") from None
         except requests.RequestException as err:
@@ -340,9 +348,12 @@ class SessionFetcher(FetcherInterface):
     @staticmethod
     def _chunks(response: requests.Response, url: str) -> Iterator[bytes]:
         try:
+            # The response keeps the exchange's deadline: a trickled body ends on time.
             yield from response.iter_content(64 * 1024)
         except requests.RequestException as err:
             raise tuf_errors.DownloadError(f"reading {url} failed: {err}") from None
+        except DeadlineExceeded as err:
+            raise tuf_errors.SlowRetrievalError(err.message) from None
         finally:
             response.close()
 

@@ -16,7 +16,9 @@ from rfc3161_client import (
     decode_timestamp_response,
 )
 
+from opk_sign import deadline
 from opk_sign.bundle import MAX_TIMESTAMP_BYTES, Timestamp
+from opk_sign.deadline import DeadlineExceeded
 from opk_sign.errors import NetworkError, TimestampError
 from opk_sign.http import DEFAULT_HTTP, RETRY_STATUSES, new_session
 from opk_sign.trust.timestamp import SHA256_OID, parse_token
@@ -44,7 +46,9 @@ def request_timestamp(
 
     The response must grant the request and answer exactly it: same nonce, SHA-256 imprint of
     ``signature``, the TSA's certificate included. Transport failures raise
-    :class:`NetworkError`; a refusal or a response that does not match, :class:`TimestampError`.
+    :class:`NetworkError` (:class:`~opk_sign.deadline.DeadlineExceeded` when the exchange ran out
+    of time: ``HTTPConfig.exchange_timeout`` of the session, within any ``deadline.within``); a
+    refusal or a response that does not match, :class:`TimestampError`.
     The TSA's certificate chain is not checked here: that is the verifier's trust decision.
     """
     require_secure_url(url, "the timestamp authority URL")
@@ -102,14 +106,17 @@ def request_timestamp(
 def _post(url: str, query: bytes, session: requests.Session | None) -> bytes:
     http = new_session() if session is None else session
     try:
-        with http.post(
-            url,
-            data=query,
-            headers={"Content-Type": REQUEST_MEDIA_TYPE, "Accept": RESPONSE_MEDIA_TYPE},
-            timeout=DEFAULT_HTTP.timeout,
-            allow_redirects=False,
-            stream=True,
-        ) as response:
+        with (
+            deadline.within(None, f"the timestamp request to {url}"),
+            http.post(
+                url,
+                data=query,
+                headers={"Content-Type": REQUEST_MEDIA_TYPE, "Accept": RESPONSE_MEDIA_TYPE},
+                timeout=DEFAULT_HTTP.timeout,
+                allow_redirects=False,
+                stream=True,
+            ) as response,
+        ):
             status = response.status_code
             if status in RETRY_STATUSES:
                 raise NetworkError(
@@ -128,6 +135,8 @@ def _post(url: str, query: bytes, session: requests.Session | None) -> bytes:
         raise NetworkError(
             f"could not reach the timestamp authority {url}: {err}", hint=_TSA_HINT
         ) from None
+    except DeadlineExceeded as err:
+        raise err.recast(DeadlineExceeded, hint=_TSA_HINT) from None
     finally:
         if session is None:
             http.close()

@@ -19,6 +19,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, Final
 
+from opk_sign import deadline
 from opk_sign.bundle import (
     ANNOTATION_IDENTITY,
     ANNOTATION_ISSUER,
@@ -458,26 +459,38 @@ def verify_images(
     *,
     client: RegistryClient | None = None,
     jobs: int = DEFAULT_JOBS,
+    image_timeout: float | None = None,
 ) -> Iterator[ImageResult]:
     """Verify images in parallel (at most ``jobs`` at once); results come in the given order.
 
     Every failure is an image's outcome, never an exception. Without a ``client``, one with the
     default keychain (the docker config, then anonymous) is made for the run and closed after it.
+    Each image has its own deadline (``image_timeout``, default twice the exchange deadline)
+    inside the caller's (the run's), so one slow registry cannot hold the others' results.
     """
     images = list(images)
     if client is None:
         from opk_sign.oci.keychain import Keychain
 
         with RegistryClient(Keychain.default()) as own:
-            yield from verify_images(images, options, client=own, jobs=jobs)
+            yield from verify_images(
+                images, options, client=own, jobs=jobs, image_timeout=image_timeout
+            )
         return
+    run = deadline.current()  # pool threads do not inherit it: each image enters it itself
+    per_image = image_timeout or 2 * (client.http.exchange_timeout or 60.0)
+
+    def one(image: str) -> ImageResult:
+        with deadline.within(run), deadline.within(per_image, f"verifying {image}"):
+            return verify_image(client, image, options)
+
     if jobs <= 1 or len(images) <= 1:
         for image in images:
-            yield verify_image(client, image, options)
+            yield one(image)
         return
     pool = ThreadPoolExecutor(max_workers=min(jobs, len(images)))
     try:
-        yield from pool.map(lambda image: verify_image(client, image, options), images)
+        yield from pool.map(one, images)
     finally:  # also when the caller stops early (an interrupt): queued images never start
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opk_sign.errors import FormatError, UsageError
+from opk_sign.http import DEFAULT_HTTP, HTTPConfig, new_session
 from opk_sign.oci.descriptor import Platform
 from opk_sign.oidc.github import ISSUER_VAR
 from opk_sign.pktoken import GITHUB_ISSUER, ExpiryPolicy, OPKeySource
@@ -354,7 +355,10 @@ def no_policy_error(trust_repository: bool = False) -> UsageError:
 
 
 def installed_trust_client(
-    *, offline: bool = False, notice: Callable[[str], None] = _stderr
+    *,
+    offline: bool = False,
+    notice: Callable[[str], None] = _stderr,
+    http: HTTPConfig = DEFAULT_HTTP,
 ) -> TrustClient | None:
     """The installed TUF trust repository, refreshed once (rollback, freeze, mix-and-match:
     TrustError, exit 14); None when none is installed and ``offline`` is not asked for."""
@@ -362,7 +366,7 @@ def installed_trust_client(
 
     if not offline and not (default_trust_dir() / CONFIG_FILE).is_file():
         return None
-    client = TrustClient(offline=offline)
+    client = TrustClient(offline=offline, session=new_session(http))
     client.refresh()
     if client.notice:
         notice(f"notice: {client.notice}")
@@ -429,6 +433,7 @@ def build_verify_options(
     attestations: Sequence[str] = (),
     platform: str | Platform | None = None,
     notice: Callable[[str], None] = _stderr,
+    http: HTTPConfig = DEFAULT_HTTP,
 ) -> VerifyOptions | OptionsFor:
     """The options of a run (or, with no ``policy``, a function choosing them per image from the
     installed trust repository's mapping).
@@ -445,7 +450,11 @@ def build_verify_options(
     issuer = issuer or default_issuer()
     expiry_policy = _expiry(expiry)
     wanted_platform = _platform(platform)
-    trust = installed_trust_client(offline=offline, notice=notice) if trust_repository else None
+    trust = (
+        installed_trust_client(offline=offline, notice=notice, http=http)
+        if trust_repository
+        else None
+    )
     if policy is None and trust is None:
         raise no_policy_error(trust_repository=True)
     if expiry_policy.max_age is None and not expiry_policy.check_exp:
@@ -454,7 +463,11 @@ def build_verify_options(
             "a leaked signing key could sign forever"
         )
     if keys is None:
-        keys = jwks_from_file(jwks_file, issuer) if jwks_file is not None else JWKSCache()
+        keys = (
+            jwks_from_file(jwks_file, issuer)
+            if jwks_file is not None
+            else JWKSCache(new_session(http))
+        )
     archives: list[OPKeySource] = []
     if jwks_archive_file is not None:
         archives.append(load_jwks_archive(jwks_archive_file))

@@ -20,6 +20,8 @@ from opk_sign.cli import main as cli_main
 from opk_sign.cli import signals
 from opk_sign.cli.verify import report
 from opk_sign.errors import UsageError
+from opk_sign.oci.client import RegistryClient
+from opk_sign.oci.keychain import Keychain
 from opk_sign.policy import policy_from_fields
 from opk_sign.verify.image import verify_images
 from opk_sign.verify.options import VerifyOptions
@@ -87,7 +89,7 @@ def test_queued_images_never_start_after_an_interrupt() -> None:
     batch: Generator[ImageResult, None, None] = verify_images(  # type: ignore[assignment]
         images,
         slow,
-        client=object(),  # type: ignore[arg-type]
+        client=RegistryClient(Keychain.anonymous()),  # never asked: the options fail first
         jobs=2,
     )
     first = next(batch)
