@@ -9,9 +9,7 @@ Pure logic: no I/O. :func:`policy_from_document` builds a policy from a parsed Y
 
 from __future__ import annotations
 
-import random
 import re
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -45,11 +43,17 @@ class ClaimPolicy:
         if not self.expected:
             raise UsageError(f"the policy for {self.claim!r} is empty; give a value")
         if self.regex:
+            if len(self.expected) > MAX_PATTERN_CHARS:
+                raise UsageError(
+                    f"the regular expression for {self.claim!r} is longer than "
+                    f"{MAX_PATTERN_CHARS} characters"
+                )
             try:
                 re.compile(self.expected)
-            except re.error as err:
+            except (re.error, RecursionError, OverflowError) as err:
                 raise UsageError(
-                    f"invalid regular expression for {self.claim!r}: {err}",
+                    f"invalid regular expression for {self.claim!r}: "
+                    f"{err if isinstance(err, re.error) else 'nested too deeply'}",
                     hint="the pattern is matched against the whole claim value (anchored)",
                 ) from None
 
@@ -322,39 +326,81 @@ _PIN_HINT: Final = (
 )
 
 
-def _random_values(claim: str, rng: random.Random) -> list[str]:
-    """Values of ``claim`` for repositories nobody named, to see whether a regex takes them all."""
+#: Longest pattern a policy may hold (a real one is a workflow path and a ref).
+MAX_PATTERN_CHARS: Final = 1024
+#: Alternatives a pattern may spell out before it is no longer read as naming owners.
+_MAX_ALTERNATIVES: Final = 64
+#: What every literal prefix of a pattern must start with for the claim to name an owner: the
+#: owner, then the separator after it. GitHub owners are first-come, so ``octo-org.*`` or
+#: ``octo-.*`` would also accept owners someone else can register.
+_OWNER_PREFIX: Final = {
+    "repository": re.compile(r"[^/\\]+/"),
+    "job_workflow_ref": re.compile(r"[^/\\]+/"),
+    "workflow_ref": re.compile(r"[^/\\]+/"),
+    "sub": re.compile(r"repo:[^/:]+/"),
+}
+#: Claims whose pattern must spell out every value it accepts (an owner, a numeric id).
+_FINITE: Final = frozenset({"repository_owner", "repository_id", "repository_owner_id"})
 
-    def word() -> str:
-        alphabet = string.ascii_lowercase + string.digits + "-_."
-        return rng.choice(string.ascii_letters) + "".join(
-            rng.choice(alphabet) for _ in range(rng.randint(2, 14))
-        )
 
-    values = []
-    for _ in range(8):
-        owner, repo, number = word(), word(), str(rng.randint(1, 10**9))
-        workflow = f"{owner}/{repo}/.github/workflows/{word()}.yml@refs/heads/{word()}"
-        values.append(
-            {
-                "repository": f"{owner}/{repo}",
-                "repository_owner": owner,
-                "repository_id": number,
-                "repository_owner_id": number,
-                "job_workflow_ref": workflow,
-                "workflow_ref": workflow,
-                "sub": f"repo:{owner}/{repo}:ref:refs/heads/{word()}",
-            }.get(claim, word())
-        )
-    return values
+def _prefixes(items: Any) -> list[tuple[str, bool]] | None:
+    """Every alternative's literal prefix, and whether it is the whole alternative (still open);
+    None when the alternatives are too many to tell."""
+    states: list[tuple[str, bool]] = [("", True)]
+    for op, av in items:
+        name = str(op)
+        if name == "AT":  # anchors are zero-width; fullmatch anchors anyway
+            continue
+        if name == "LITERAL":
+            options: list[tuple[str, bool]] | None = [(chr(av), True)]
+        elif name == "IN" and av and all(str(o) == "LITERAL" for o, _ in av) and len(av) <= 16:
+            options = [(chr(v), True) for _, v in av]
+        elif name == "SUBPATTERN":
+            options = _prefixes(av[3])
+        elif name == "BRANCH":
+            options = []
+            for branch in av[1]:
+                found = _prefixes(branch)
+                if found is None:
+                    return None
+                options.extend(found)
+        else:
+            options = [("", False)]
+        if options is None:
+            return None
+        states = [
+            (prefix + more, still) if open_ else (prefix, False)
+            for prefix, open_ in states
+            for more, still in (options if open_ else [("", False)])
+        ]
+        states = list(dict.fromkeys(states))
+        if len(states) > _MAX_ALTERNATIVES:
+            return None
+    return states
+
+
+def regex_names_signer(pattern: str, claim: str) -> bool:
+    """Whether an anchored ``pattern`` on ``claim`` accepts only values naming owners it spells
+    out: read from the pattern's structure (each alternative's literal prefix), never from
+    samples, so no rewording lets ``[A-Za-z0-9-]+`` or ``.*@refs/tags/v.*`` through."""
+    from re import _parser  # type: ignore[attr-defined]
+
+    try:
+        parsed = _parser.parse(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return False
+    states = _prefixes(parsed.data)
+    if not states:
+        return False
+    if claim in _FINITE:
+        return all(open_ and prefix for prefix, open_ in states)
+    owner = _OWNER_PREFIX.get(claim)
+    return owner is not None and all(owner.match(prefix) for prefix, _ in states)
 
 
 def matches_anything(pattern: str, claim: str) -> bool:
-    """Whether an anchored ``pattern`` accepts the ``claim`` of arbitrary repositories (``.*``,
-    ``.+``, ``[^/]+/.*`` ...): such a pattern names no signer."""
-    compiled = re.compile(pattern)
-    rng = random.Random(f"{claim}:{pattern}")  # noqa: S311 - sampling, not a secret
-    return all(compiled.fullmatch(value) for value in _random_values(claim, rng))
+    """Whether a pattern on a signer claim fails to name the signer (kept for callers)."""
+    return not regex_names_signer(pattern, claim)
 
 
 def pins_signer(policy: IdentityPolicy) -> bool:

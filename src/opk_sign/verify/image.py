@@ -12,6 +12,7 @@ manifest (1), its referrers (1), the signature's artifact manifest (1) and bundl
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,6 @@ from typing import Any, Final
 
 from opk_sign import deadline
 from opk_sign.bundle import (
-    ANNOTATION_IDENTITY,
     ANNOTATION_ISSUER,
     ANNOTATION_PREDICATE_TYPE,
     ANNOTATION_REPOSITORY,
@@ -35,6 +35,7 @@ from opk_sign.errors import (
     OpkSignError,
     PayloadMismatchError,
     PolicyError,
+    RegistryError,
     UsageError,
     VerificationError,
 )
@@ -60,6 +61,9 @@ from opk_sign.verify.outcome import (
 #: unsigned hints do not contradict the policy are tried first, and the bound is generous.
 MAX_BUNDLES_PER_MANIFEST: Final = 256
 BUNDLES_BUDGET_SECONDS: Final = 30.0
+#: What a hint must look like to be read at all (GitHub: owner 39, repository 100 characters).
+_HINTED_REPOSITORY: Final = re.compile(r"[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}")
+_HINTED_ISSUER: Final = re.compile(r"https?://[A-Za-z0-9._:/-]{1,200}")
 #: Images verified at once in a batch; the registry client's connection pool is shared.
 DEFAULT_JOBS: Final = 16
 
@@ -250,9 +254,20 @@ def _first_passing(
     errors end the image (13/14)."""
     done: list[BundleCheck] = []
     started = time.monotonic()
-    for descriptor in plausible_first(candidates, policy)[:MAX_BUNDLES_PER_MANIFEST]:
-        if done and time.monotonic() - started > BUNDLES_BUDGET_SECONDS:
-            break
+    ordered = plausible_first(candidates, policy)
+    for descriptor in ordered:
+        if len(done) >= MAX_BUNDLES_PER_MANIFEST or (
+            done and time.monotonic() - started > BUNDLES_BUDGET_SECONDS
+        ):
+            # Whoever can push referrers can list more than we try: what was left untried may
+            # hold the valid signature, so the outcome is unknown (13), never "invalid".
+            raise RegistryError(
+                f"{len(ordered)} distinct referrers, none of the {len(done)} tried in "
+                f"{time.monotonic() - started:.0f} s passed; the rest were not tried, so the "
+                "outcome is unknown",
+                hint="someone may be flooding the image with referrers: list them with "
+                "`opk-sign inspect` and ask the registry to remove the junk",
+            )
         result = check(descriptor)
         done.append(result)
         if result.outcome is Outcome.VERIFIED:
@@ -277,24 +292,25 @@ def plausible_first(candidates: list[Descriptor], policy: IdentityPolicy) -> lis
 
 
 def _hinted_claims(annotations: Mapping[str, str]) -> dict[str, str]:
+    """The repository and issuer the unsigned hints claim, only when shaped like them: a hint is
+    attacker-written text that the policy's regexes run on, so it is short and plain or ignored.
+    (The identity hint is not used: it is a workflow ref or a subject, and cannot say which.)"""
     claims: dict[str, str] = {}
     repository = annotations.get(ANNOTATION_REPOSITORY)
-    if repository:
+    if isinstance(repository, str) and _HINTED_REPOSITORY.fullmatch(repository):
         claims["repository"] = repository
         claims["repository_owner"] = repository.split("/", 1)[0]
     issuer = annotations.get(ANNOTATION_ISSUER)
-    if issuer:
+    if isinstance(issuer, str) and _HINTED_ISSUER.fullmatch(issuer):
         claims["iss"] = issuer
-    identity = annotations.get(ANNOTATION_IDENTITY)
-    if identity:
-        claims["job_workflow_ref" if "/.github/workflows/" in identity else "sub"] = identity
     return claims
 
 
 def _refutes(policy: IdentityPolicy, hints: Mapping[str, str]) -> bool:
     """Whether the hinted claims certainly fail the policy (claims not hinted never do)."""
     if isinstance(policy, ClaimPolicy):
-        if policy.claim not in hints:
+        # Only equality: a policy's regex never runs on attacker-written text (backtracking).
+        if policy.regex or policy.claim not in hints:
             return False
         try:
             policy.verify(hints)

@@ -129,6 +129,18 @@ def load_policy_file(path: Path) -> SourceDict:
         ) from None
 
 
+#: Every escape of a double-quoted value, as pairs; only backslash, quote and slash are clear:
+#: a reviewer reads "\x7c" as a regex's literal "|", YAML decodes it to an alternation.
+_ESCAPE = re.compile(r"\\(.|$)", re.S)
+
+
+def _unclear_escape(raw: str) -> str | None:
+    for found in _ESCAPE.finditer(raw):
+        if found.group(1) not in ("\\", '"', "/"):
+            return found.group(0)
+    return None
+
+
 #: Characters that make a reviewer and YAML see different lines: NEL, LS, PS and a lone CR are
 #: line breaks to YAML but not to most viewers (``# note<NEL>repository: evil/app`` shows as a
 #: comment); bidirectional overrides reorder how a line is shown (Trojan Source).
@@ -206,6 +218,7 @@ def _policy_loader() -> Callable[[str, str], Any]:
     class StrictPolicyLoader(yaml.SafeLoader):
         def __init__(self, text: str, source: str) -> None:
             super().__init__(text)
+            self.text = text
             self.source = source
             self.path: list[str] = []  # the containers being composed, as key-path labels
             self.entries = 0
@@ -244,6 +257,21 @@ def _policy_loader() -> Callable[[str, str], Any]:
                     f"{where} holds a \\u escape of half a character (a surrogate)",
                     "write the character itself",
                 )
+            if (
+                isinstance(event, ScalarEvent)
+                and event.style == '"'
+                and event.start_mark
+                and event.end_mark
+            ):
+                raw = self.text[event.start_mark.index : event.end_mark.index]
+                escape = _unclear_escape(raw)
+                if escape:
+                    raise _Refused(
+                        line,
+                        f"{where}: the escape {escape!r} in a double-quoted value is "
+                        "decoded by YAML before any regular expression sees it",
+                        "write the value in single quotes, where a backslash is a backslash",
+                    )
             tag = getattr(event, "tag", None)
             if tag is not None:  # one reading: no !!str, !!int, nor tags of one's own
                 raise _Refused(line, f"{where} has the tag {tag}", "remove it; quote text")
