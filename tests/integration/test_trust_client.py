@@ -444,3 +444,19 @@ def test_key_rotation_verifies_through_the_archive(
     assert not isinstance(caught.value, TrustError)
     assert caught.value.exit_code == EXIT_INVALID_SIGNATURE
     assert "not in the JWKS archive" in caught.value.message
+
+
+def test_a_policy_from_tuf_that_names_no_signer_is_exit_14(
+    maintained: Maintained, server: StaticServer, trust_dir: Path
+) -> None:
+    # `set-policy` refuses such a policy; one published anyway (an older tool, a mistake, a
+    # compromised targets key) is trust-material error 14 at the verifier, never a pass.
+    open_policy = json.dumps({"ref": "refs/heads/main", "event": "push"}).encode()
+    maintained.repository()._change_targets({"policies/team.json": open_policy})
+    maintained.publish(maintained.published)
+    server.serve(maintained.published)
+    client = maintained.client(server.url, trust_dir)
+    with pytest.raises(TrustError) as caught:
+        client.policy("policies/team.json")
+    assert caught.value.exit_code == EXIT_TRUST
+    assert "names no signer" in caught.value.message

@@ -182,6 +182,8 @@ def test_keys_readable_by_others_are_refused(
     ("name", "content", "message"),
     [
         ("p", "issuer: https://token.actions.githubusercontent.com\n", "names no signer"),
+        ("p", "ref: refs/heads/main\nevent: push\n", "names no signer"),
+        ("p", "any-of:\n  - repository: o/r\n  - owner-regex: '.+'\n", "any-of[1]"),
         ("p", "repository: [unclosed\n", "not valid YAML or JSON"),
         ("p", "- a list\n", "mapping of policy fields"),
         ("Bad Name", "repository: o/r\n", "policy name"),

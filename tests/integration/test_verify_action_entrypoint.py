@@ -187,6 +187,9 @@ def test_fail_on_error_false_reports_but_passes(tmp_path: Path, signed: Signed) 
     [
         ({"images": "--help", "repository": REPO}, "looks like a command-line flag"),
         ({"images": "ghcr.io/o/a:1"}, "no identity policy"),
+        # A policy any repository satisfies (issue 11, class 1): refused, naming what to add.
+        ({"images": "ghcr.io/o/a:1", "ref": "refs/heads/main"}, "names no signer"),
+        ({"images": "ghcr.io/o/a:1", "repository-regex": "[^/]+/.*"}, "names no signer"),
     ],
 )
 def test_bad_inputs_fail_before_any_registry_is_asked(
