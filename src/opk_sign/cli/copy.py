@@ -22,7 +22,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("source", metavar="SRC", help="image to copy (name[:tag][@digest])")
     parser.add_argument("destination", metavar="DST", help="where to copy it (name[:tag])")
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
     add_registry_options(parser)
     parser.set_defaults(func=run)
 

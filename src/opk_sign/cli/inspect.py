@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
         "or the referrers tag fallback.",
     )
     parser.add_argument("image", metavar="IMAGE", help="image reference (name[:tag][@digest])")
-    parser.add_argument("--output", choices=("text", "json"), default="text")
+    parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
     add_registry_options(parser)
     parser.set_defaults(func=run)
 

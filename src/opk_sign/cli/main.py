@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final, NoReturn
 
 from opk_sign._version import __version__
 from opk_sign.cli import copy, dev, inspect, sign, signals, trust, verify
@@ -26,13 +26,30 @@ EXIT_TERMINATED: Final = 143
 SUBCOMMANDS: Final = (sign, verify, pr_check, inspect, copy, trust, dev)
 
 
+class Parser(argparse.ArgumentParser):
+    """No abbreviated options (``--out`` is not ``--output``: a later option would change what
+    it means), and a usage error is one line and a pointer to --help, not the whole usage."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            EXIT_USAGE,
+            f"{self.prog}: error: {message}\nusage: see `{self.prog} --help`\n",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="opk-sign",
         description="Keyless signing and verification of container images with OpenPubkey.",
     )
     parser.add_argument("--version", action="version", version=f"opk-sign {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=Parser
+    )
     for command in SUBCOMMANDS:
         command.register(sub)
     return parser

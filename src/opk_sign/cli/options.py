@@ -68,14 +68,23 @@ def add_policy_options(parser: argparse.ArgumentParser) -> None:
     )
     for name, claim in FIELDS.items():
         default = default_issuer() if name == "issuer" else None
+        # gh spells --repository --repo; with abbreviations off, the alias is explicit.
+        flags = [f"--{name}", "--repo"] if name == "repository" else [f"--{name}"]
         policy.add_argument(
-            f"--{name}",
+            *flags,
+            dest=name.replace("-", "_"),
             metavar="VALUE",
             default=default,
             help=f"the {claim} claim" + (" (default: GitHub Actions' issuer)" if default else ""),
         )
         if name not in NO_REGEX:
-            policy.add_argument(f"--{name}-regex", metavar="REGEX", help=f"the {claim} claim")
+            regex_flags = [f"--{name}-regex"] + (["--repo-regex"] if name == "repository" else [])
+            policy.add_argument(
+                *regex_flags,
+                dest=f"{name.replace('-', '_')}_regex",
+                metavar="REGEX",
+                help=f"the {claim} claim",
+            )
     policy.add_argument(
         "--policy",
         type=Path,
@@ -249,6 +258,13 @@ def registry_client(
         raise UsageError(
             "a registry password needs a username (--registry-username or "
             f"${ENV_USERNAME}); for a token without one use ${ENV_TOKEN}"
+        )
+    if username and not password and not token:
+        # Dropping the username silently would end in a 401 and exit 13 for a missing secret.
+        raise UsageError(
+            f"a registry username ({username!r}) without a password",
+            hint="give the password on stdin with --registry-password-stdin, or in "
+            f"${ENV_PASSWORD}",
         )
     host = args.registry_auth_host or default_registry
     source = "explicit credentials (options/environment)"

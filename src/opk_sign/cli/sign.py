@@ -94,7 +94,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="do not timestamp; the signatures then verify only while the PK token is fresh",
     )
     parser.add_argument(
-        "--output", choices=("text", "json"), default="text", help="output format (default: text)"
+        "-o",
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="output format (default: text)",
     )
     parser.add_argument(
         "--oidc-issuer",

@@ -134,7 +134,7 @@ def _register_client(commands: argparse._SubParsersAction[argparse.ArgumentParse
         action="store_true",
         help="fetch nothing: use the cached metadata (which must not have expired)",
     )
-    status.add_argument("--output", choices=("text", "json"), default="text")
+    status.add_argument("-o", "--output", choices=("text", "json"), default="text")
     status.set_defaults(func=_guarded(_run_status))
 
 

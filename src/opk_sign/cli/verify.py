@@ -75,6 +75,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     out = parser.add_argument_group("output")
     out.add_argument(
+        "-o",
         "--output",
         choices=("text", "json"),
         default="text",

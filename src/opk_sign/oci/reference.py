@@ -53,6 +53,14 @@ class Reference:
         """
         if not isinstance(text, str) or not text:
             raise UsageError("invalid image reference: empty")
+        # gh's spelling of an OCI image: the scheme names the kind of thing, not a transport.
+        text = text.removeprefix("oci://")
+        if text.lower().startswith(("http://", "https://")):
+            raise UsageError(
+                f"invalid image reference {text!r}: an image reference has no URL scheme",
+                hint="drop the scheme, e.g. registry.example:5000/o/app:v1 (HTTPS is used, plain "
+                "HTTP only for loopback registries)",
+            )
         if text != text.strip():
             raise UsageError(f"invalid image reference {text!r}: surrounding whitespace")
         if _HEX_ID.match(text):

@@ -494,6 +494,24 @@ def verify_images(
             )
         return
     run = deadline.current()  # pool threads do not inherit it: each image enters it itself
+    # The same image named twice (or spelled two ways) is verified once, reported for each line.
+    keys = [_image_key(image) for image in images]
+    distinct = list(dict.fromkeys(keys))
+    if len(distinct) < len(images):
+        first = {key: images[keys.index(key)] for key in distinct}
+        decided: dict[str, ImageResult] = {}
+        results = verify_images(
+            [first[key] for key in distinct],
+            options,
+            client=client,
+            jobs=jobs,
+            image_timeout=image_timeout,
+        )
+        for image, key in zip(images, keys, strict=True):
+            if key not in decided:
+                decided[key] = next(results)
+            yield replace(decided[key], image=image)
+        return
     per_image = image_timeout or 2 * (client.http.exchange_timeout or 60.0)
 
     def one(image: str) -> ImageResult:
@@ -509,6 +527,14 @@ def verify_images(
         yield from pool.map(one, images)
     finally:  # also when the caller stops early (an interrupt): queued images never start
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _image_key(image: str) -> str:
+    """One key per image however it is spelled (alpine is docker.io/library/alpine:latest)."""
+    try:
+        return str(Reference.parse(image))
+    except OpkSignError:
+        return image
 
 
 def verify_bundle_offline(
