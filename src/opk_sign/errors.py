@@ -5,7 +5,7 @@ about it (``err.hint``). Each class carries the CLI exit code of its outcome so 
 actions and the library agree on one contract:
 
     0 verified · 1 other failure · 2 usage · 10 no signatures · 11 policy mismatch
-    12 invalid signatures · 13 registry or network · 14 trust material
+    12 invalid signatures · 13 registry or network · 14 trust material · 15 image not found
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ EXIT_POLICY_MISMATCH = 11
 EXIT_INVALID_SIGNATURE = 12
 EXIT_REGISTRY = 13
 EXIT_TRUST = 14
+#: The image (name or tag) does not exist: its own outcome, so a typo is never retried as a 13.
+EXIT_NOT_FOUND = 15
 
 
 class OpkSignError(Exception):
@@ -127,6 +129,12 @@ class RegistryAuthError(RegistryError):
 
 class NotFoundError(RegistryError):
     """The registry answered that a manifest, blob or repository does not exist."""
+
+
+class ImageNotFoundError(NotFoundError):
+    """The image asked for does not exist (a missing tag, digest or repository): exit 15."""
+
+    exit_code = EXIT_NOT_FOUND
 
 
 class TrustError(OpkSignError):

@@ -28,6 +28,7 @@ from opk_sign.bundle import BUNDLE_MEDIA_TYPE, SIGNATURE_ARTIFACT_TYPE
 from opk_sign.errors import (
     EXIT_INVALID_SIGNATURE,
     EXIT_NO_SIGNATURES,
+    EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_POLICY_MISMATCH,
     EXIT_REGISTRY,
@@ -59,6 +60,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("hostile")]
 EXAMPLES = int(os.environ.get("OPK_SIGN_HOSTILE_EXAMPLES", "2000"))
 CONTRACT = {
     EXIT_OK,
+    EXIT_NOT_FOUND,
     EXIT_NO_SIGNATURES,
     EXIT_POLICY_MISMATCH,
     EXIT_INVALID_SIGNATURE,

@@ -20,6 +20,7 @@ from opk_sign.cli.main import main
 from opk_sign.errors import (
     EXIT_INVALID_SIGNATURE,
     EXIT_NO_SIGNATURES,
+    EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_POLICY_MISMATCH,
     EXIT_REGISTRY,
@@ -321,3 +322,17 @@ def test_bundle_file_verifies_with_the_network_cut(fleet: Fleet, tmp_path: Path)
     online = [a for a in argv if a not in ("--jwks", str(jwks))]
     failed = subprocess.run(online, check=False, capture_output=True, text=True)
     assert failed.returncode == EXIT_TRUST, failed.stdout + failed.stderr
+
+
+def test_a_missing_tag_or_repository_is_not_found_exit_15(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 12: a typo is its own outcome, never 13 (which a CI job retries).
+    for missing in (
+        fleet.registry.ref("octo-org/app", "no-such-tag"),
+        fleet.registry.ref("octo-org/no-such-repo", "v1"),
+    ):
+        assert verify(fleet, missing, "--output", "json") == EXIT_NOT_FOUND
+        doc = json_out(capsys)[0]
+        assert doc["outcome"] == "not-found" and doc["exitCode"] == EXIT_NOT_FOUND
+        assert "no such image" in doc["message"]

@@ -26,7 +26,7 @@ exit codes (the verify contract; the highest of all images wins):
       default), reported at its file and line
   10  an image without signatures        11  signed, but not by a signer the policy accepts
   12  signatures present, none valid     13  registry or network error (outcome unknown)
-  14  trust material error
+  14  trust material error                 15  an image that does not exist
 
 examples:
   opk-sign pr-check --base origin/main --policy .github/opk-sign-policy.yml

@@ -31,6 +31,7 @@ exit codes (stable; with several images, the highest of their codes):
   12  signatures present but none valid (tampered, replayed from another image, unknown key)
   13  registry or network error: the outcome is unknown (never reported as unsigned)
   14  trust material error: the issuer's JWKS or the trust repository is unavailable or invalid
+  15  not found: the image (name, tag or digest) does not exist
 
 examples:
   opk-sign verify ghcr.io/octo-org/app:v1 --repository octo-org/app

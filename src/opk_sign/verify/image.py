@@ -32,6 +32,8 @@ from opk_sign.bundle import (
 )
 from opk_sign.errors import (
     FormatError,
+    ImageNotFoundError,
+    NotFoundError,
     OpkSignError,
     PayloadMismatchError,
     PolicyError,
@@ -95,7 +97,13 @@ def verify_image(
     try:
         reference = Reference.parse(image)
         options = options_for(options, image)
-        descriptor, data = client.pull_manifest(reference)
+        try:
+            descriptor, data = client.pull_manifest(reference)
+        except NotFoundError as err:
+            raise ImageNotFoundError(
+                f"{reference}: no such image ({err.message})",
+                hint="check the name and the tag or digest (`opk-sign inspect IMAGE`)",
+            ) from None
         digest = descriptor.digest
         manifests = _verify_tree(client, reference, descriptor, data, options)
     except OpkSignError as err:

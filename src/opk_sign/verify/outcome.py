@@ -11,12 +11,14 @@ from typing import Any
 from opk_sign.errors import (
     EXIT_INVALID_SIGNATURE,
     EXIT_NO_SIGNATURES,
+    EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_POLICY_MISMATCH,
     EXIT_REGISTRY,
     EXIT_TRUST,
     EXIT_USAGE,
     FormatError,
+    ImageNotFoundError,
     NetworkError,
     OpkSignError,
     PolicyError,
@@ -38,6 +40,7 @@ class Outcome(enum.Enum):
     INVALID = EXIT_INVALID_SIGNATURE
     REGISTRY_ERROR = EXIT_REGISTRY
     TRUST_ERROR = EXIT_TRUST
+    NOT_FOUND = EXIT_NOT_FOUND
 
     @property
     def exit_code(self) -> int:
@@ -56,6 +59,8 @@ class Outcome(enum.Enum):
     def of_error(cls, err: OpkSignError) -> Outcome:
         if isinstance(err, PolicyError):
             return cls.POLICY_MISMATCH
+        if isinstance(err, ImageNotFoundError):
+            return cls.NOT_FOUND
         if isinstance(err, NetworkError):
             return cls.REGISTRY_ERROR
         if isinstance(err, TrustError):
