@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from opk_sign.errors import OpkSignError, TrustError, UsageError
+from opk_sign.errors import FormatError, OpkSignError, TrustError, UsageError
+from opk_sign.jose import parse_json
 
 if TYPE_CHECKING:
     from opk_sign.trust.client import TrustStatus
@@ -437,9 +438,9 @@ def _run_add_jwks(args: argparse.Namespace) -> int:
         jwks = fetch_jwks(args.issuer)
     else:
         try:
-            jwks = json.loads(_read(args.jwks_file, "JWKS file"))
-        except ValueError:
-            raise UsageError(f"the JWKS file {args.jwks_file} is not JSON") from None
+            jwks = parse_json(_read(args.jwks_file, "JWKS file"), "JWKS file")
+        except FormatError as err:
+            raise UsageError(f"the JWKS file {args.jwks_file} is not JSON: {err.message}") from None
     repo = _repository(args)
     archive = repo.add_jwks(args.issuer, jwks, args.at or int(time.time()))
     return _changed(repo, f"JWKS archive of {args.issuer}: {len(archive.keys)} key(s)")

@@ -19,14 +19,17 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from opk_sign import deadline
-from opk_sign.errors import RegistryAuthError, RegistryUnavailableError
+from opk_sign.errors import FormatError, RegistryAuthError, RegistryUnavailableError
 from opk_sign.http import HTTPConfig
+from opk_sign.jose import parse_json
 from opk_sign.oci.credentials import Credential
 from opk_sign.oci.keychain import Keychain
 from opk_sign.urls import is_loopback_url
 
 #: Tokens without ``expires_in`` live 60 s (distribution's token spec); we renew a little early.
 DEFAULT_TOKEN_LIFETIME = 60.0
+#: A token answer is a few KiB (a JWT and its lifetime).
+MAX_TOKEN_ANSWER_BYTES = 256 * 1024
 CLIENT_ID = "opk-sign"
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -300,7 +303,9 @@ class Authenticator:
                         "scope": " ".join(scope_strings),
                         "client_id": CLIENT_ID,
                     }
-                    resp = self._session.post(realm, data=form, timeout=self._http.timeout)
+                    resp = self._session.post(
+                        realm, data=form, timeout=self._http.timeout, stream=True
+                    )
                 else:
                     auth = None
                     if credential.password and credential.username:
@@ -308,7 +313,7 @@ class Authenticator:
                         params["account"] = credential.username
                     params["client_id"] = CLIENT_ID
                     resp = self._session.get(
-                        realm, params=params, auth=auth, timeout=self._http.timeout
+                        realm, params=params, auth=auth, timeout=self._http.timeout, stream=True
                     )
         except requests.RequestException as err:
             raise RegistryUnavailableError(
@@ -325,9 +330,23 @@ class Authenticator:
                 raise RegistryAuthError(
                     f"token server {realm} for {registry} answered {resp.status_code}"
                 )
+            # Whoever runs the registry runs its token server: its answer is read under limits.
+            body = bytearray()
             try:
-                answer = resp.json()
-            except ValueError:
+                for chunk in resp.iter_content(16 * 1024):
+                    body += chunk
+                    if len(body) > MAX_TOKEN_ANSWER_BYTES:
+                        raise RegistryAuthError(
+                            f"token server {realm} answered more than "
+                            f"{MAX_TOKEN_ANSWER_BYTES} bytes"
+                        )
+            except requests.RequestException as err:
+                raise RegistryUnavailableError(
+                    f"token server {realm} for {registry}: connection lost: {err}"
+                ) from None
+            try:
+                answer = parse_json(bytes(body), "token answer", max_bytes=MAX_TOKEN_ANSWER_BYTES)
+            except FormatError:
                 raise RegistryAuthError(f"token server {realm} did not answer JSON") from None
         if not isinstance(answer, dict):
             raise RegistryAuthError(f"token server {realm} did not answer a JSON object")

@@ -11,7 +11,6 @@ TrustError.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -20,8 +19,9 @@ import requests
 
 from opk_sign import deadline
 from opk_sign.deadline import DeadlineExceeded
-from opk_sign.errors import TrustError, UsageError
+from opk_sign.errors import FormatError, TrustError, UsageError
 from opk_sign.http import DEFAULT_HTTP, new_session
+from opk_sign.jose import parse_json
 from opk_sign.urls import require_secure_url
 
 #: Discovery documents and JWKS are a few KiB; anything far larger is not one.
@@ -79,9 +79,11 @@ def _get_json(session: requests.Session, url: str, what: str) -> Any:
     except DeadlineExceeded as exc:  # trust material: exit 14, like any failure to fetch it
         raise _OutOfTime(exc) from None
     try:
-        return json.loads(body)
-    except ValueError:
-        raise TrustError(f"{what} at {url} is not JSON", hint=_ISSUER_HINT) from None
+        return parse_json(bytes(body), what, max_bytes=MAX_DOCUMENT_BYTES)
+    except FormatError as err:
+        raise TrustError(
+            f"{what} at {url} is not JSON we accept: {err.message}", hint=_ISSUER_HINT
+        ) from None
 
 
 def fetch_jwks(issuer: str, session: requests.Session | None = None) -> dict[str, Any]:

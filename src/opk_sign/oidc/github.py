@@ -16,8 +16,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 
 from opk_sign import deadline
-from opk_sign.errors import NetworkError, TokenRequestError, UsageError
+from opk_sign.errors import FormatError, NetworkError, TokenRequestError, UsageError
 from opk_sign.http import DEFAULT_HTTP, new_session
+from opk_sign.jose import parse_json
 from opk_sign.urls import require_secure_url
 
 log = logging.getLogger(__name__)
@@ -133,9 +134,9 @@ def request_github_id_token(
             f"{response.reason or ''}".rstrip(),
             hint=_status_hint(response.status_code),
         )
-    try:
-        document = response.json()
-    except ValueError:
+    try:  # the token service is GitHub's, but the answer is still parsed under limits
+        document = parse_json(response.content, "token answer", max_bytes=256 * 1024)
+    except FormatError:
         document = None
     value = document.get("value") if isinstance(document, dict) else None
     if not isinstance(value, str) or value.count(".") != 2:
