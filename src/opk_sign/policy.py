@@ -132,6 +132,15 @@ def _group(policy: IdentityPolicy) -> str:
 FIELDS: Final = POLICY_FIELDS
 
 
+def claim_policy(field: str, value: str, *, regex: bool = False) -> ClaimPolicy:
+    """The check of one policy field. ``signer-workflow`` without ``@ref`` names the workflow
+    file at any ref, as ``gh attestation verify --signer-workflow`` does: the owner, repository
+    and path stay exact, only the ref is free."""
+    if field == "signer-workflow" and not regex and "@" not in value:
+        return ClaimPolicy(FIELDS[field], re.escape(value) + "@.+", regex=True)
+    return ClaimPolicy(FIELDS[field], value, regex)
+
+
 #: Policy fields that take no -regex variant: the issuer picks which keys to fetch.
 NO_REGEX: Final = frozenset({"issuer"})
 
@@ -170,7 +179,7 @@ def policy_from_fields(
         if not isinstance(value, str):
             raise UsageError(f"policy field {key!r} must be a string, got {type(value).__name__}")
         seen_issuer = seen_issuer or name == "issuer"
-        policies.append(ClaimPolicy(FIELDS[name], value, regex))
+        policies.append(claim_policy(name, value, regex=regex))
     if require_signer:
         require_pinned(AllOf(policies), "the identity policy")
     if not seen_issuer and default_issuer is not None:
@@ -272,7 +281,7 @@ def _field(doc: Mapping[Any, Any], key: str, value: Any, path: str) -> ClaimPoli
             hint=_QUOTE_HINT if value is None or isinstance(value, bool) else None,
         )
     try:
-        return ClaimPolicy(FIELDS[name], value, key != name)
+        return claim_policy(name, value, regex=key != name)
     except UsageError as err:  # empty value, bad regex: say where
         raise UsageError(f"{at}: {err.message}", hint=err.hint) from None
 

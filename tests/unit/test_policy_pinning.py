@@ -15,7 +15,7 @@ import pytest
 
 from opk_sign.actions import verify as verify_action
 from opk_sign.cli.main import main
-from opk_sign.errors import EXIT_TRUST, EXIT_USAGE, TrustError, UsageError
+from opk_sign.errors import EXIT_TRUST, EXIT_USAGE, PolicyError, TrustError, UsageError
 from opk_sign.pktoken import GITHUB_ISSUER
 from opk_sign.policy import (
     ClaimPolicy,
@@ -207,3 +207,24 @@ def test_a_pattern_nested_too_deeply_is_a_usage_error_not_a_traceback() -> None:
         policy_from_fields({"repository-regex": pattern})
     with pytest.raises(UsageError, match="longer than"):
         policy_from_fields({"repository-regex": "octo-org/" + "a" * 2000})
+
+
+def test_signer_workflow_without_a_ref_matches_that_file_at_any_ref() -> None:
+    # gh's habit (issue 12): owner, repository and path exact, any ref.
+    workflow = "octo-org/app/.github/workflows/release.yml"
+    policy = policy_from_fields({"signer-workflow": workflow})
+    assert pins_signer(policy)
+    base = {"iss": GITHUB_ISSUER}
+    for ref in ("refs/tags/v1", "refs/heads/main"):
+        policy.verify({**base, "job_workflow_ref": f"{workflow}@{ref}"})
+    for other in (
+        "octo-org/app/.github/workflows/release.yml.evil@refs/tags/v1",
+        "octo-org/app/.github/workflows/releaseXyml@refs/tags/v1",
+        "evil/app/.github/workflows/release.yml@refs/tags/v1",
+        f"{workflow}",
+    ):
+        with pytest.raises(PolicyError):
+            policy.verify({**base, "job_workflow_ref": other})
+    exact = policy_from_document({"signer-workflow": f"{workflow}@refs/tags/v1"})
+    with pytest.raises(PolicyError):
+        exact.verify({**base, "job_workflow_ref": f"{workflow}@refs/heads/main"})
