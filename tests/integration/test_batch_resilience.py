@@ -4,7 +4,6 @@ same batch interrupted with SIGINT reports what was decided and exits 130."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -24,7 +23,13 @@ from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.keychain import Keychain
 from opk_sign.oidc import GitHubActionsProvider
 from opk_sign.sign.image import sign_image
-from tests.services.hostile_registry import Answer, HostileRegistry
+from tests.services.hostile_registry import (
+    EMPTY,
+    Answer,
+    HostileRegistry,
+    image_manifest,
+    sha,
+)
 from tests.services.images import push_sample_image
 from tests.services.oidc import generated_op_key
 from tests.services.registries import olareg
@@ -32,23 +37,10 @@ from tests.services.registries import olareg
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("batch")]
 
 REPO = "octo-org/app"
-EMPTY = b"{}"
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def manifest(note: str) -> bytes:
-    return json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": mediatypes.OCI_MANIFEST,
-            "config": {"mediaType": mediatypes.OCI_CONFIG, "digest": sha(EMPTY), "size": 2},
-            "layers": [],
-            "annotations": {"note": note},
-        }
-    ).encode()
+    return image_manifest(note=note)
 
 
 @dataclass(frozen=True)

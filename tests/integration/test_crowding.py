@@ -4,8 +4,6 @@ or lying unsigned hints, and the same referrer many times; the valid signature i
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +28,14 @@ from opk_sign.policy import policy_from_fields
 from opk_sign.verify.image import verify_image
 from opk_sign.verify.options import VerifyOptions
 from tests.helpers import op_key
-from tests.services.hostile_registry import Answer, HostileRegistry
+from tests.services.hostile_registry import (
+    EMPTY,
+    Answer,
+    HostileRegistry,
+    canonical,
+    image_manifest,
+    sha,
+)
 from tests.unit.attacks.world import (
     NOW,
     REPOSITORY,
@@ -46,25 +51,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("hostile")]
 
 FOREIGN = "evil-org/evil-repo"
 FAST = HTTPConfig(retries=0, connect_timeout=2.0, read_timeout=2.0)
-EMPTY = b"{}"
 
 
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def canonical(doc: Any) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
-MANIFEST = canonical(
-    {
-        "schemaVersion": 2,
-        "mediaType": mediatypes.OCI_MANIFEST,
-        "config": {"mediaType": mediatypes.OCI_CONFIG, "digest": sha(EMPTY), "size": 2},
-        "layers": [],
-    }
-)
+MANIFEST = image_manifest()
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,6 @@ Longer run (documented in docs/attacks.md):
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -42,7 +40,14 @@ from opk_sign.pktoken import GITHUB_ISSUER
 from opk_sign.policy import policy_from_fields
 from opk_sign.verify.image import verify_image
 from opk_sign.verify.options import VerifyOptions
-from tests.services.hostile_registry import Answer, HostileRegistry
+from tests.services.hostile_registry import (
+    EMPTY,
+    Answer,
+    HostileRegistry,
+    canonical,
+    image_manifest,
+    sha,
+)
 from tests.unit.attacks.world import (
     NOW,
     REPOSITORY,
@@ -70,15 +75,6 @@ CONTRACT = {
 #: A case never takes longer than this (nothing here sleeps; retries are off).
 BOUND_SECONDS = 10.0
 FAST = HTTPConfig(retries=0, connect_timeout=2.0, read_timeout=2.0)
-EMPTY = b"{}"
-
-
-def sha(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def canonical(doc: Any) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
@@ -112,14 +108,7 @@ def token_op() -> Any:
 
 
 def valid_manifest() -> bytes:
-    return canonical(
-        {
-            "schemaVersion": 2,
-            "mediaType": mediatypes.OCI_MANIFEST,
-            "config": {"mediaType": mediatypes.OCI_CONFIG, "digest": sha(EMPTY), "size": 2},
-            "layers": [],
-        }
-    )
+    return image_manifest()
 
 
 def artifact(bundle_digest: str, bundle_size: int, subject: bytes) -> bytes:

@@ -8,6 +8,7 @@ truncated body). Anything not scripted is an OCI 404.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import threading
@@ -15,6 +16,34 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opk_sign.oci import mediatypes
+
+#: The empty JSON config blob of artifact and sample manifests.
+EMPTY = b"{}"
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def canonical(doc: Any) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def image_manifest(**annotations: str) -> bytes:
+    """A small image manifest (no layers) for a scripted registry to serve."""
+    doc: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": mediatypes.OCI_MANIFEST,
+        "config": {"mediaType": mediatypes.OCI_CONFIG, "digest": sha(EMPTY), "size": 2},
+        "layers": [],
+    }
+    if annotations:
+        doc["annotations"] = annotations
+    return canonical(doc)
+
 
 NOT_FOUND = json.dumps({"errors": [{"code": "NAME_UNKNOWN", "message": "not scripted"}]}).encode()
 

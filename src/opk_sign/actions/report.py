@@ -18,8 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from opk_sign.oci.reference import image_key
 from opk_sign.prcheck.dockerfile import Problem
-from opk_sign.prcheck.findings import Finding, image_key
+from opk_sign.prcheck.findings import Finding
 from opk_sign.verify.outcome import ImageResult, tally
 
 #: Longest message kept in one annotation; the step summary and the log keep the whole text.

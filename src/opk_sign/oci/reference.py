@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from opk_sign.errors import UsageError
+from opk_sign.errors import OpkSignError, UsageError
 from opk_sign.oci.digest import split_digest
 from opk_sign.urls import is_loopback_host
 
@@ -180,3 +180,12 @@ def _split_registry(text: str, name: str) -> tuple[str, str]:
             f"invalid image reference {text!r}: name longer than {MAX_NAME_LENGTH} characters"
         )
     return registry, path
+
+
+def image_key(image: str) -> str:
+    """One key per image however it is spelled (``alpine`` is docker.io/library/alpine:latest);
+    a reference that does not parse is its own key."""
+    try:
+        return str(Reference.parse(image))
+    except OpkSignError:
+        return image

@@ -6,18 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from opk_sign.errors import EXIT_OK, EXIT_USAGE, OpkSignError
-from opk_sign.oci.reference import Reference
+from opk_sign.errors import EXIT_OK, EXIT_USAGE
+from opk_sign.oci.reference import image_key
 from opk_sign.prcheck.dockerfile import ImageUse, Problem
 from opk_sign.verify.outcome import ImageResult, tally, worst_exit_code
-
-
-def image_key(image: str) -> str:
-    """One key per image however it is spelled (``alpine`` is ``docker.io/library/alpine``)."""
-    try:
-        return str(Reference.parse(image))
-    except OpkSignError:
-        return image
 
 
 def distinct_images(uses: Sequence[ImageUse]) -> list[str]:

@@ -45,7 +45,7 @@ from opk_sign.oci import limits, mediatypes
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.descriptor import Descriptor, Platform
 from opk_sign.oci.manifest import ImageManifest, parse_manifest
-from opk_sign.oci.reference import Reference
+from opk_sign.oci.reference import Reference, image_key
 from opk_sign.pktoken.verify import VerifiedPKToken
 from opk_sign.policy import AllOf, AnyOf, ClaimPolicy, IdentityPolicy
 from opk_sign.verify.bundle import verify_attestation_bundle, verify_signature_bundle
@@ -503,7 +503,7 @@ def verify_images(
         return
     run = deadline.current()  # pool threads do not inherit it: each image enters it itself
     # The same image named twice (or spelled two ways) is verified once, reported for each line.
-    keys = [_image_key(image) for image in images]
+    keys = [image_key(image) for image in images]
     distinct = list(dict.fromkeys(keys))
     if len(distinct) < len(images):
         first = {key: images[keys.index(key)] for key in distinct}
@@ -535,14 +535,6 @@ def verify_images(
         yield from pool.map(one, images)
     finally:  # also when the caller stops early (an interrupt): queued images never start
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _image_key(image: str) -> str:
-    """One key per image however it is spelled (alpine is docker.io/library/alpine:latest)."""
-    try:
-        return str(Reference.parse(image))
-    except OpkSignError:
-        return image
 
 
 def verify_bundle_offline(
