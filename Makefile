@@ -38,8 +38,9 @@ unit: install
 test: setup lint typecheck
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
+# `make demo DEMO_ARGS=--keep` leaves its services running (scripts/demo.sh --stop ends them).
 demo: setup
-	bash scripts/demo.sh
+	bash scripts/demo.sh $(DEMO_ARGS)
 
 bench: setup
 	bash bench/run.sh

@@ -7,19 +7,76 @@
 #   3. entrypoint.py (the container action) runs exactly as a runner runs it: INPUT_* variables,
 #      the GITHUB_* context, the token-request variables, GITHUB_OUTPUT and GITHUB_STEP_SUMMARY;
 #   4. its outputs and step summary are shown, then `opk-sign inspect` shows the referrers;
-#   5. `opk-sign verify` proves who signed it (and refuses a policy naming someone else);
-#   6. everything is stopped and removed (also on failure or Ctrl-C).
+#   5. `opk-sign verify` proves who signed it and checks the SLSA provenance attestation (and
+#      refuses a policy naming someone else);
+#   6. everything is stopped and removed (also on failure or Ctrl-C), unless --keep.
+#
+# Usage: scripts/demo.sh [--keep]      (make demo DEMO_ARGS=--keep)
+#        scripts/demo.sh --stop [DIR]
+# --keep leaves the services running and writes DIR/demo.env (mode 0600: it holds the emulator's
+# request token); `. DIR/demo.env` to rerun the commands shown, `--stop DIR` to end it all.
+# Color only on a terminal, and never with NO_COLOR set (https://no-color.org).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
 py="$repo/.venv/bin/python"
-opk=("$repo/.venv/bin/opk-sign")
+
+usage() {
+    echo "usage: scripts/demo.sh [--keep] | --stop [DIR]  (DIR: the one --keep printed;" \
+        "default \$OPK_SIGN_DEMO_DIR from its env file)" >&2
+    exit 2
+}
+
+# A kept service is stopped only if its PID still runs the command recorded at start: a PID
+# reused by an unrelated process since then is left alone.
+ours() { [[ "$(ps -ww -o args= -p "$1" 2>/dev/null)" == "$2" ]]; }
+
+stop_kept() { # DIR
+    local dir="$1" pid args left
+    if [[ -z "$dir" || "$(basename "$dir")" != opk-sign-demo.* || ! -f "$dir/pids" ]]; then
+        echo "demo: no kept demo in '$dir' (give the directory scripts/demo.sh --keep printed)" >&2
+        exit 2
+    fi
+    while IFS=$'\t' read -r pid args; do
+        ! ours "$pid" "$args" || kill "$pid" 2>/dev/null || true
+    done <"$dir/pids"
+    for _ in $(seq 1 50); do
+        left=0
+        while IFS=$'\t' read -r pid args; do
+            ! ours "$pid" "$args" || left=1
+        done <"$dir/pids"
+        ((left)) || break
+        sleep 0.1
+    done
+    while IFS=$'\t' read -r pid args; do
+        ! ours "$pid" "$args" || kill -KILL "$pid" 2>/dev/null || true
+    done <"$dir/pids"
+    rm -rf "$dir"
+    echo "demo: stopped the registry, the timestamp authority and the OIDC emulator; removed $dir"
+}
+
+keep=0
+case "$#:${1-}" in
+0:) ;;
+1:--keep) keep=1 ;;
+[12]:--stop)
+    stop_kept "${2:-${OPK_SIGN_DEMO_DIR:-}}"
+    exit 0
+    ;;
+*) usage ;;
+esac
+
 export PATH="${OPK_SIGN_TOOLS:-$HOME/.cache/opk-sign/tools}/bin:$PATH"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/opk-sign-demo.XXXXXX")"
+env_file="$work/demo.env"
 pids=()
 cleanup() {
-    local pid
+    local status=$? pid
+    # Kept only after a successful run: a failed demo leaves nothing behind.
+    if ((keep && status == 0)); then
+        return
+    fi
     for pid in "${pids[@]}"; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
@@ -29,7 +86,28 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Records a started service for --stop once it answers (by then it runs its own command line).
+started_service() { # PID
+    printf '%s\t%s\n' "$1" "$(ps -ww -o args= -p "$1")" >>"$work/pids"
+}
+
+if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then
+    bold=$'\033[1m' dim=$'\033[2m' plain=$'\033[0m'
+else
+    bold='' dim='' plain=''
+fi
+step() { printf '\n%s== %s%s\n' "$bold" "$*" "$plain"; }
+# Shows a command as a user would type it (after `. demo.env`), then runs it in that environment.
+run() {
+    local shown="\$" arg
+    for arg; do shown+=" $(printf '%q' "$arg")"; done
+    printf '%s%s%s\n' "$dim" "$shown" "$plain"
+    (
+        # shellcheck source=/dev/null
+        . "$env_file"
+        "$@"
+    )
+}
 started=$SECONDS
 
 free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -56,14 +134,20 @@ YAML
 docker-registry serve "$work/registry/config.yml" >"$work/registry/log" 2>&1 &
 pids+=("$!")
 wait_for "http://$registry/v2/" "the registry"
+started_service "${pids[-1]}"
 echo "registry: http://$registry (CNCF distribution: no referrers API, so the tag fallback)"
 
 tsa="127.0.0.1:$(free_port)"
 opk-tsa --host 127.0.0.1 --port "${tsa#*:}" >"$work/tsa.log" 2>&1 &
 pids+=("$!")
 wait_for "http://$tsa/ping" "the timestamp authority"
+started_service "${pids[-1]}"
 timestamp_url="http://$tsa/api/v1/timestamp"
+# The TSA's certificate chain: verify checks the bundles' timestamps against it.
+"$py" -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1]).read())' \
+    "http://$tsa/api/v1/timestamp/certchain" >"$work/tsa.pem"
 echo "timestamp authority: $timestamp_url (sigstore timestamp-authority, ephemeral in-memory key)"
+echo "  its certificate chain, which verify trusts: $work/tsa.pem"
 
 # The job: octo-org/hello-opk, tag v1, signing through the reusable workflow, whose
 # job_workflow_ref is what verifiers pin.
@@ -72,19 +156,40 @@ cat >"$work/claims.json" <<'JSON'
  "workflow_file": ".github/workflows/release.yml",
  "job_workflow_ref": "opk-sign/opk-sign/.github/workflows/sign.yml@refs/tags/v1"}
 JSON
-"${opk[@]}" dev github-oidc --claims "$work/claims.json" --env-file "$work/job.env" \
+"$repo/.venv/bin/opk-sign" dev github-oidc --claims "$work/claims.json" --env-file "$work/job.env" \
     >"$work/emulator.out" 2>"$work/emulator.err" &
 pids+=("$!")
 for _ in $(seq 1 100); do [[ -s "$work/job.env" ]] && break; sleep 0.1; done
 issuer="$(sed -n 's/^# issuer: //p' "$work/emulator.out")"
 [[ -n "$issuer" ]] || { cat "$work/emulator.err" >&2; exit 1; }
+started_service "${pids[-1]}"
 echo "OIDC issuer (emulated GitHub): $issuer"
 
-step "2. Push a two-platform sample image"
 image="$registry/octo-org/hello-opk:v1"
-digest="$(DOCKER_CONFIG="$work/no-docker-config" "${opk[@]}" dev push-sample "$image" \
-    --platform linux/amd64 --platform linux/arm64)"
-echo "$image -> $digest"
+# Everything the commands shown below need, for `. demo.env` (and for run, which uses it too, so
+# the file is proved by the demo itself): the job's variables from the emulator (its request
+# token, hence mode 0600, and OPK_SIGN_OIDC_ISSUER), the local TSA, and no docker config (the
+# loopback registry is anonymous).
+(
+    umask 077
+    {
+        echo "# opk-sign demo ($work): \`. $env_file\`, then rerun the commands it showed."
+        echo "# Stop its services with: scripts/demo.sh --stop (or --stop $work)"
+        # shellcheck disable=SC2016 # $PATH is the user's, expanded when sourced
+        printf 'export PATH=%q:"$PATH"\n' "$repo/.venv/bin"
+        printf 'export %s=%q\n' \
+            OPK_SIGN_DEMO_DIR "$work" \
+            OPK_SIGN_DEMO_REGISTRY "$registry" \
+            OPK_SIGN_DEMO_IMAGE "$image" \
+            OPK_SIGN_DEMO_TSA_CERTS "$work/tsa.pem" \
+            OPK_SIGN_TIMESTAMP_URL "$timestamp_url" \
+            DOCKER_CONFIG "$work/no-docker-config"
+        cat "$work/job.env"
+    } >"$env_file"
+)
+
+step "2. Push a two-platform sample image"
+run opk-sign dev push-sample "$image" --platform linux/amd64 --platform linux/arm64
 
 step "3. Run entrypoint.py as a runner runs the container action"
 : >"$work/github_output"
@@ -136,22 +241,48 @@ step "   The step summary (\$GITHUB_STEP_SUMMARY, Markdown)"
 cat "$work/step_summary"
 
 step "5. opk-sign inspect: the image and its referrers, read back from the registry"
-DOCKER_CONFIG="$work/no-docker-config" "${opk[@]}" inspect "$image"
+run opk-sign inspect "$image"
 
-step "6. opk-sign verify: who signed it, proved from the registry alone"
-# The TSA's certificate chain: its timestamps in the bundles are checked against it.
-"$py" -c 'import sys, urllib.request; sys.stdout.buffer.write(urllib.request.urlopen(sys.argv[1]).read())' \
-    "http://$tsa/api/v1/timestamp/certchain" >"$work/tsa.pem"
-verify=("${opk[@]}" verify "$image" --issuer "$issuer" --tsa-certs "$work/tsa.pem" --no-trust-repo)
-DOCKER_CONFIG="$work/no-docker-config" "${verify[@]}" \
+provenance=https://slsa.dev/provenance/v1
+step "6. opk-sign verify: who signed it, and its SLSA provenance, proved from the registry alone"
+echo "The policy: signed by octo-org/hello-opk through the reusable workflow sign.yml@v1."
+echo "--attestation $provenance: each platform manifest must also carry a valid SLSA"
+echo "provenance attestation (the one the action attached) from a signer the policy accepts."
+verify=(opk-sign verify "$image" --issuer "$issuer" --tsa-certs "$work/tsa.pem" --no-trust-repo)
+run "${verify[@]}" \
     --repository octo-org/hello-opk \
     --signer-workflow 'opk-sign/opk-sign/.github/workflows/sign.yml@refs/tags/v1' \
-    --attestation https://slsa.dev/provenance/v1
+    --attestation "$provenance"
+echo "Signature and SLSA provenance attestation verified on the index and both platforms."
 
 step "   The same image against a policy naming another repository (exit 11 expected)"
 status=0
-DOCKER_CONFIG="$work/no-docker-config" "${verify[@]}" --repository octo-org/other || status=$?
+run "${verify[@]}" --repository octo-org/other || status=$?
 echo "exit code: $status"
 ((status == 11)) || { echo "demo: expected exit code 11" >&2; exit 1; }
 
-step "Done in $((SECONDS - started)) s; stopping the registry, the TSA and the emulator"
+if ((keep)); then
+    step "Done in $((SECONDS - started)) s; the registry, the TSA and the emulator keep running"
+    echo "Environment for the commands above (mode 0600, it holds the emulator's token):"
+    echo "  $env_file"
+    echo "Stop the services and remove $work with:"
+    echo "  scripts/demo.sh --stop $work"
+    first=". $env_file"
+else
+    step "Done in $((SECONDS - started)) s; stopping the registry, the TSA and the emulator"
+    echo "To keep them running: make demo DEMO_ARGS=--keep (or scripts/demo.sh --keep)."
+    first="scripts/demo.sh --keep   # then . the env file it prints"
+fi
+# \$NAME: the env file's variables, expanded when the user runs the commands.
+cat <<EOF
+
+Next, try:
+  \$ $first
+  \$ opk-sign verify "\$OPK_SIGN_DEMO_IMAGE" --repository octo-org/hello-opk --attestation $provenance --tsa-certs "\$OPK_SIGN_DEMO_TSA_CERTS" --no-trust-repo -o json
+  \$ opk-sign inspect "\$OPK_SIGN_DEMO_IMAGE" -o json
+  \$ opk-sign verify "\$OPK_SIGN_DEMO_IMAGE" --repository octo-org/wrong --tsa-certs "\$OPK_SIGN_DEMO_TSA_CERTS" --no-trust-repo; echo "exit \$?"  # 11: policy mismatch
+  \$ opk-sign dev push-sample "\$OPK_SIGN_DEMO_REGISTRY/octo-org/hello-opk:v2" && opk-sign sign "\$OPK_SIGN_DEMO_REGISTRY/octo-org/hello-opk:v2"
+EOF
+if ((keep)); then
+    echo "  \$ scripts/demo.sh --stop"
+fi

@@ -16,6 +16,7 @@ from typing import Any, Final, Protocol
 
 from opk_sign.errors import PolicyError, UsageError
 from opk_sign.identity import PINNING_CLAIMS, POLICY_FIELDS
+from opk_sign.oci.reference import Reference
 from opk_sign.pktoken import GITHUB_ISSUER
 
 Claims = Mapping[str, Any]
@@ -82,6 +83,10 @@ class ClaimPolicy:
 @dataclass(frozen=True)
 class AllOf:
     policies: Sequence[IdentityPolicy]
+    #: A policy document's ``signed-repository``: repositories a signature may name besides the
+    #: image's own (a copy's or mirror's origin). Not a claim: the verifier checks it against the
+    #: signed payload, and the claims must satisfy ``policies`` all the same.
+    signed_repositories: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.policies:
@@ -95,7 +100,33 @@ class AllOf:
             policy.verify(claims)
 
     def describe(self) -> str:
-        return " and ".join(_group(p) for p in self.policies)
+        text = " and ".join(_group(p) for p in self.policies)
+        if self.signed_repositories:
+            text += (
+                " (signed in the image's repository or "
+                + " or ".join(self.signed_repositories)
+                + ")"
+            )
+        return text
+
+
+def signed_repository(name: Any, what: str = "--signed-repository") -> str:
+    """A repository a signature may have been made for, normalised as signing wrote it
+    (``registry/repository``: ``alpine`` is ``docker.io/library/alpine``); no tag or digest."""
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"{what} must be a repository name such as ghcr.io/octo-org/app")
+    reference = Reference.parse(name, default_tag=None)
+    if reference.tag is not None or reference.digest is not None:
+        raise UsageError(
+            f"{what} {name!r} names a tag or digest; give the repository only",
+            hint=f"e.g. {reference.name}",
+        )
+    return reference.name
+
+
+def signed_repositories(names: Sequence[Any], what: str = "--signed-repository") -> tuple[str, ...]:
+    """Each name normalised (:func:`signed_repository`), once, in the order given."""
+    return tuple(dict.fromkeys(signed_repository(name, what) for name in names))
 
 
 @dataclass(frozen=True)
@@ -293,9 +324,13 @@ def _document(doc: Any, default_issuer: str | None, path: str, where: str) -> Al
         raise UsageError(f"{path}: expected a mapping of policy fields, got {_kind(doc)}")
     fields: list[IdentityPolicy] = []
     combined: dict[str, IdentityPolicy] = {}
+    signed_in: tuple[str, ...] = ()
     for key, value in doc.items():
         if not isinstance(key, str):
             raise UsageError(f"{_at(path, doc, key)}: key {key!r} is not a string")
+        if key == SIGNED_REPOSITORY_KEY:
+            signed_in = _signed_in(doc, value, path)
+            continue
         if key not in ("all-of", "any-of"):
             fields.append(_field(doc, key, value, path))
             continue
@@ -323,7 +358,33 @@ def _document(doc: Any, default_issuer: str | None, path: str, where: str) -> Al
         require_pinned(AllOf(parts), where)
     if default_issuer is not None and not _mentions_issuer(parts):
         parts.insert(0, ClaimPolicy("iss", default_issuer))
-    return AllOf(parts)
+    return AllOf(parts, signed_in)
+
+
+#: The policy-document key naming where copies were signed (``--signed-repository``).
+SIGNED_REPOSITORY_KEY: Final = "signed-repository"
+
+
+def _signed_in(doc: Mapping[Any, Any], value: Any, path: str) -> tuple[str, ...]:
+    """``signed-repository``: a name or a list of names, at the top of the document only (an
+    alternative of any-of may not widen where signatures come from)."""
+    at = _at(path, doc, SIGNED_REPOSITORY_KEY)
+    if path != "policy":
+        raise UsageError(
+            f"{at}: {SIGNED_REPOSITORY_KEY!r} belongs at the top of the policy, not inside "
+            "all-of / any-of"
+        )
+    names = value if isinstance(value, list) else [value]
+    if not names or not all(isinstance(name, str) and name for name in names):
+        raise UsageError(
+            f"{at}: {SIGNED_REPOSITORY_KEY!r} must be a repository name or a non-empty list of "
+            f"them, got {_kind(value)}",
+            hint="e.g. signed-repository: ghcr.io/octo-org/app",
+        )
+    try:
+        return signed_repositories(names, SIGNED_REPOSITORY_KEY)
+    except UsageError as err:
+        raise UsageError(f"{at}: {err.message}", hint=err.hint) from None
 
 
 #: Policy fields that name the signer, as the CLI spells them, for messages.

@@ -156,9 +156,14 @@ def test_required_provenance_attestation(fleet: Fleet, capsys: pytest.CaptureFix
     assert verify(fleet, fleet.multi, "--attestation", PROVENANCE) == EXIT_OK
     capsys.readouterr()
     assert verify(fleet, fleet.single, "--attestation", "https://spdx.dev/Document") == (
-        EXIT_NO_SIGNATURES
+        EXIT_POLICY_MISMATCH
     )
-    assert "no attestation of type https://spdx.dev/Document" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "missing-attestation (exit 11)" in out
+    assert "no attestation of type https://spdx.dev/Document" in out
+    assert verify(fleet, fleet.single, "-o", "json", "--attestation", "https://spdx.dev/Document")
+    (doc,) = json_out(capsys)
+    assert (doc["outcome"], doc["exitCode"]) == ("missing-attestation", 11)
 
 
 def test_unsigned_image_is_exit_10(fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from typing import Any
 
+from opk_sign.bundle import ANNOTATION_REPOSITORY, SIGNATURE_ARTIFACT_TYPE
 from opk_sign.cli.options import add_registry_options, registry_client
-from opk_sign.oci.copy import copy_image
+from opk_sign.oci.copy import CopyReport, copy_image
 from opk_sign.oci.reference import Reference
 
 
@@ -18,7 +20,9 @@ def register(subparsers: Any) -> None:
         description="Copy an image (all platforms) and all its referrers, recursively, between "
         "repositories or registries. Manifests are copied byte for byte, so signatures stay "
         "valid; referrers are listed on the destination with its referrers API, or the referrers "
-        "tag fallback where it has none.",
+        "tag fallback where it has none. A signature names the repository it was made for: "
+        "verify a copy in another repository with --signed-repository SRC-REPOSITORY (the "
+        "command is printed).",
     )
     parser.add_argument("source", metavar="SRC", help="image to copy (name[:tag][@digest])")
     parser.add_argument("destination", metavar="DST", help="where to copy it (name[:tag])")
@@ -32,6 +36,11 @@ def run(args: argparse.Namespace) -> int:
     destination = Reference.parse(args.destination)
     with registry_client(args, destination.registry) as client:
         report = copy_image(client, source, destination)
+    moved = source.name != destination.name
+    command = (
+        f"opk-sign verify {destination.name}@{report.digest} "
+        f"--signed-repository {source.name} --repository {_claimed_signer(report)}"
+    )
     if args.output == "json":
         document = {
             "source": str(report.source),
@@ -44,7 +53,33 @@ def run(args: argparse.Namespace) -> int:
             "blobsPresent": report.blobs_present,
             "bytesCopied": report.bytes_copied,
         }
+        if moved:
+            document["signedRepository"] = source.name
+            document["verifyCommand"] = command
         print(json.dumps(document, indent=2))
     else:
         print(report.summary())
+        if moved:
+            # The signatures name the repository they were made for: the copy verifies when the
+            # verifier is told where it was signed, and by whom (which the copy cannot know).
+            print(
+                f"signatures name {source.name}; verify the copy with:\n  {command}\n"
+                "  (--repository: the signer its annotation claims; require the one you trust)"
+            )
     return 0
+
+
+#: What an unsigned repository hint must look like to be shown (GitHub owner/repository).
+_HINT = re.compile(r"[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}")
+
+
+def _claimed_signer(report: CopyReport) -> str:
+    """The signer repository the signatures' annotations claim, else a placeholder: only a hint
+    for the command shown; verification checks the signed PK token."""
+    for referrer in report.top_referrers:
+        if referrer.artifact_type != SIGNATURE_ARTIFACT_TYPE:
+            continue
+        claimed = referrer.annotations.get(ANNOTATION_REPOSITORY, "")
+        if _HINT.fullmatch(claimed):
+            return claimed
+    return "OWNER/REPO"

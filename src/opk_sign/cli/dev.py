@@ -45,7 +45,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--env-file",
         type=Path,
         metavar="FILE",
-        help="write the `export NAME=value` lines to FILE (mode 0600) instead of stdout",
+        help="write the `export NAME=value` lines (the job's variables and OPK_SIGN_OIDC_ISSUER) "
+        "to FILE (mode 0600) instead of stdout",
     )
     oidc.set_defaults(func=_run_github_oidc)
 
@@ -133,6 +134,7 @@ def _write_env_file(path: Path, text: str) -> None:
 
 def _run_github_oidc(args: argparse.Namespace) -> int:
     from opk_sign._dev.github_oidc import GitHubOIDCEmulator
+    from opk_sign.oidc.github import ISSUER_VAR
 
     claims = _load_claims(args.claims) if args.claims else {}
     if args.issuer:
@@ -154,7 +156,10 @@ def _run_github_oidc(args: argparse.Namespace) -> int:
             "by a verifier explicitly pointed at its issuer",
             file=sys.stderr,
         )
-        exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in emulator.env().items())
+        # The issuer too: `opk-sign sign` and `verify` would otherwise expect GitHub's and fail
+        # (exit 14) for the emulator's tokens. Last, after the variables a runner sets.
+        env = {**emulator.env(), ISSUER_VAR: emulator.issuer}
+        exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
         print(f"# issuer: {emulator.issuer}", flush=True)
         if args.env_file:
             _write_env_file(args.env_file, exports)

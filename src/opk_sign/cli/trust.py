@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from opk_sign.errors import FormatError, OpkSignError, TrustError, UsageError
 from opk_sign.jose import parse_json
+from opk_sign.policy import signed_repositories
 
 if TYPE_CHECKING:
     from opk_sign.trust.client import TrustStatus
@@ -270,6 +271,13 @@ def _register_repo(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         help="mirror rewrite, e.g. mirror.gcr.io/library/*=docker.io/library/* (repeatable)",
     )
     mapping.add_argument(
+        "--signed-repository",
+        action="append",
+        metavar="NAME",
+        help="a repository the images may have been signed in before being copied here "
+        "(repeatable; the rule's signedRepositories; the policy still names the signer)",
+    )
+    mapping.add_argument(
         "--force",
         action="store_true",
         help="accept overlapping entries (verifiers apply the most specific one)",
@@ -420,12 +428,18 @@ def _run_map(args: argparse.Namespace) -> int:
         if not sep or not source or not target:
             raise UsageError(f"--rewrite {item!r}: use FROM=TO, e.g. mirror.example/*=docker.io/*")
         rewrites.append((source, target))
+    signed_in = (
+        signed_repositories(args.signed_repository) if args.signed_repository is not None else None
+    )
     repo = _repository(args)
-    mapping = repo.map(args.pattern, args.policy, rewrites, force=args.force)
+    mapping = repo.map(args.pattern, args.policy, rewrites, force=args.force, signed_in=signed_in)
     for found in mapping.overlaps():
         print(f"warning: {found.describe()}", file=sys.stderr)
     rule = next(r for r in mapping.rules if r.pattern == args.pattern)
-    return _changed(repo, f"Mapped {rule.pattern} -> {rule.policy}")
+    signed = f" (also signed in {', '.join(rule.signed_repositories)})" * bool(
+        rule.signed_repositories
+    )
+    return _changed(repo, f"Mapped {rule.pattern} -> {rule.policy}{signed}")
 
 
 def _run_add_jwks(args: argparse.Namespace) -> int:

@@ -36,6 +36,8 @@ class CopyReport:
     referrers: int = 0
     bytes_copied: int = 0
     referrer_digests: list[str] = field(default_factory=list)
+    #: The annotations of the top-level manifest's referrers as listed (unsigned hints).
+    top_referrers: list[Descriptor] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
@@ -116,6 +118,8 @@ class _Copier:
     def copy_referrers(self, subject: str) -> list[str]:
         """Copy the referrers of ``subject``; returns their digests (the next level's subjects)."""
         found = [r for r in self.client.list_referrers(self.src, subject) if r.digest != subject]
+        if subject == self.report.digest:
+            self.report.top_referrers = found
         stored: list[Descriptor] = []
         for referrer in found:
             descriptor, data = self.client.pull_manifest(self.src, referrer.digest)

@@ -11,7 +11,9 @@ the rule for official images. :meth:`Mapping.overlaps` finds entries that some n
     {"version": 1,
      "minVerifierVersion": "0.2.0",
      "rewrites": [{"from": "mirror.gcr.io/library/*", "to": "docker.io/library/*"}],
-     "rules": [{"pattern": "docker.io/library/*", "policy": "policies/official-images.json"}]}
+     "rules": [{"pattern": "docker.io/library/*", "policy": "policies/official-images.json"},
+               {"pattern": "registry.example/mirror/app", "policy": "policies/app.json",
+                "signedRepositories": ["ghcr.io/octo-org/app"]}]}
 
 Patterns are globs on the normalised, lowercase ``registry/repository`` name
 (``docker.io/library/alpine``, never ``alpine``): ``*`` matches within one path component, ``**``
@@ -34,6 +36,7 @@ from opk_sign._version import __version__
 from opk_sign.errors import FormatError, TrustError, UsageError
 from opk_sign.jose import JSONObject, parse_json_object
 from opk_sign.oci.reference import Reference
+from opk_sign.policy import signed_repositories
 
 MAPPING_VERSION: Final = 1
 #: The target path of the mapping in the TUF repository.
@@ -232,21 +235,37 @@ class Rewrite:
 
 @dataclass(frozen=True)
 class Rule:
-    """Image names matching ``pattern`` must satisfy the policy document at target ``policy``."""
+    """Image names matching ``pattern`` must satisfy the policy document at target ``policy``;
+    their signatures may also name one of ``signed_repositories`` (``signedRepositories``: where
+    the images were signed before being copied here), besides the canonical name."""
 
     pattern: str
     policy: str
     extra: JSONObject = field(default_factory=dict, compare=False)
+    signed_repositories: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_pattern(self.pattern)
         check_target_path(self.policy)
+        normalised = signed_repositories(self.signed_repositories, SIGNED_REPOSITORIES)
+        if normalised != self.signed_repositories:
+            raise UsageError(
+                f"rule {self.pattern!r}: {SIGNED_REPOSITORIES} must be normalised names, once each",
+                hint=f"e.g. {', '.join(normalised)}",
+            )
 
     def matches(self, name: str) -> bool:
         return _glob_regex(self.pattern).fullmatch(name) is not None
 
     def to_dict(self) -> JSONObject:
-        return {"pattern": self.pattern, "policy": self.policy, **self.extra}
+        doc: JSONObject = {"pattern": self.pattern, "policy": self.policy}
+        if self.signed_repositories:
+            doc[SIGNED_REPOSITORIES] = list(self.signed_repositories)
+        return {**doc, **self.extra}
+
+
+#: The rule member naming where images were signed before being copied (a list of names).
+SIGNED_REPOSITORIES: Final = "signedRepositories"
 
 
 @dataclass(frozen=True)
@@ -262,6 +281,8 @@ class MatchedRule:
     requested: str
     #: Position of the rule in the mapping (0-based).
     index: int
+    #: Repositories a signature may name besides ``name`` (the rule's ``signedRepositories``).
+    signed_repositories: tuple[str, ...] = ()
 
     @property
     def rewritten(self) -> bool:
@@ -347,7 +368,12 @@ class Mapping:
             )
         try:
             rules = tuple(
-                Rule(item["pattern"], item["policy"], _extra(item, "pattern", "policy"))
+                Rule(
+                    item["pattern"],
+                    item["policy"],
+                    _extra(item, "pattern", "policy", SIGNED_REPOSITORIES),
+                    _names(item, f"rule {item['pattern']!r}"),
+                )
                 for item in _objects(doc, "rules", ("pattern", "policy"))
             )
             rewrites = tuple(
@@ -405,7 +431,9 @@ class Mapping:
         for rule in self.rules_in_precedence():
             if rule.matches(name):
                 index = self.rules.index(rule)
-                return MatchedRule(rule.pattern, rule.policy, name, requested, index)
+                return MatchedRule(
+                    rule.pattern, rule.policy, name, requested, index, rule.signed_repositories
+                )
         return None
 
     def overlaps(self) -> list[Overlap]:
@@ -416,7 +444,11 @@ class Mapping:
         for position, rule in enumerate(rules):
             for other in rules[position + 1 :]:
                 example = overlap(rule.pattern, other.pattern)
-                if other.policy != rule.policy and example is not None:
+                same = (other.policy, other.signed_repositories) == (
+                    rule.policy,
+                    rule.signed_repositories,
+                )
+                if not same and example is not None:
                     found.append(Overlap(rule, other, example))
         for position, rewrite in enumerate(rewrites):
             for later in rewrites[position + 1 :]:
@@ -453,13 +485,24 @@ class Mapping:
 
     # --- editing (maintainer commands)
 
-    def with_rule(self, pattern: str, policy: str) -> Mapping:
-        """The rule for ``pattern`` set to ``policy``: replaced in place, or appended last (the
-        position does not change what the mapping means)."""
-        new = Rule(pattern, policy)
+    def with_rule(
+        self, pattern: str, policy: str, signed_in: tuple[str, ...] | None = None
+    ) -> Mapping:
+        """The rule for ``pattern`` set to ``policy`` (and, when given, its signed
+        repositories): replaced in place, or appended last (the position does not change what
+        the mapping means)."""
         if all(rule.pattern != pattern for rule in self.rules):
-            return replace(self, rules=(*self.rules, new))
-        rules = tuple(replace(r, policy=policy) if r.pattern == pattern else r for r in self.rules)
+            return replace(self, rules=(*self.rules, Rule(pattern, policy, {}, signed_in or ())))
+        rules = tuple(
+            replace(
+                r,
+                policy=policy,
+                signed_repositories=r.signed_repositories if signed_in is None else signed_in,
+            )
+            if r.pattern == pattern
+            else r
+            for r in self.rules
+        )
         return replace(self, rules=rules)
 
     def with_rewrite(self, source: str, target: str) -> Mapping:
@@ -494,6 +537,14 @@ def _objects(
             if not isinstance(item.get(name), str):
                 raise UsageError(f"{member}[{index}]: member {name!r} must be a string")
     return items
+
+
+def _names(item: AbcMapping[str, Any], where: str) -> tuple[str, ...]:
+    """A rule's ``signedRepositories``: a list of normalised repository names, or absent."""
+    names = item.get(SIGNED_REPOSITORIES, [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise UsageError(f"{where}: {SIGNED_REPOSITORIES} must be a list of repository names")
+    return tuple(names)
 
 
 def _extra(doc: AbcMapping[str, Any], *known: str) -> JSONObject:

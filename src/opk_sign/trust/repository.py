@@ -357,8 +357,10 @@ class TrustRepository(Repository):
         rewrites: Iterable[tuple[str, str]] = (),
         *,
         force: bool = False,
+        signed_in: tuple[str, ...] | None = None,
     ) -> ImageMapping:
-        """Map ``pattern`` to the existing policy ``policy_name``; add mirror ``rewrites``.
+        """Map ``pattern`` to the existing policy ``policy_name``; add mirror ``rewrites``;
+        set the rule's signed repositories when ``signed_in`` is given (normalised names).
 
         A change that makes entries overlap (a name matching two rules with different policies,
         two rewrites with different targets, or a rewrite source and a rule) is refused unless
@@ -373,7 +375,7 @@ class TrustRepository(Repository):
                 hint=f"add it first: opk-sign trust repo set-policy DIR {policy_name} FILE",
             )
         before = self.mapping()
-        mapping = before.with_rule(pattern, target)
+        mapping = before.with_rule(pattern, target, signed_in)
         for source, canonical in rewrites:
             mapping = mapping.with_rewrite(source, canonical)
         added = mapping.overlaps_added_since(before)

@@ -110,8 +110,11 @@ def verify_signature_bundle(
     expiry: ExpiryPolicy = MAX_AGE_24H,
     now: float | None = None,
     tsa: TSATrust | None = None,
+    signed_repositories: Collection[str] = (),
 ) -> VerifiedSignature:
-    """A signature bundle for manifest ``digest`` of repository ``docker_reference``.
+    """A signature bundle for manifest ``digest`` of repository ``docker_reference``, or of one
+    of ``signed_repositories`` (where a copied or mirrored image was signed: named by whoever
+    writes the policy, never by the registry).
 
     With ``tsa``, the bundle's timestamps (if any) must verify and the token's expiry is judged
     at the earliest one's time; without, or without timestamps, at ``now``.
@@ -133,10 +136,16 @@ def verify_signature_bundle(
             f"signature is for manifest {payload.manifest_digest}, not {digest}"
             " (replayed from another image)"
         )
-    if payload.docker_reference != docker_reference:
+    if payload.docker_reference != docker_reference and (
+        payload.docker_reference not in signed_repositories
+    ):
+        named = "".join(f", {name!r}" for name in signed_repositories)
         raise PayloadMismatchError(
             f"signature is for repository {payload.docker_reference!r}, not"
-            f" {docker_reference!r} (replayed from another repository)"
+            f" {docker_reference!r}{named} (replayed from another repository)",
+            hint="if this image is a copy of one signed in "
+            f"{payload.docker_reference}, and a signer the policy names signed it there, say "
+            f"so: --signed-repository {payload.docker_reference}",
         )
     # 5. The identity policy on the token's claims.
     policy.verify(verified.claims)

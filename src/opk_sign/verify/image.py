@@ -1,9 +1,10 @@
 """Verifying images in registries: resolve, list referrers, verify bundles, decide the outcome.
 
 The outcome of an image is one of a small, stable set (docs/verify.md), each with its exit code:
-verified (0), no signatures (10), valid signatures none of which satisfies the policy (11), no
-valid signature (12), registry or network failure (13: the outcome is unknown, never "unsigned"),
-trust material failure (14). An image that is an index is verified when the index and every
+verified (0), no signatures (10), valid signatures none of which satisfies the policy (11), or
+a valid signature without a required attestation (11, missing-attestation), no valid signature
+(12), registry or network failure (13: the outcome is unknown, never "unsigned"), trust material
+failure (14), no such image (15). An image that is an index is verified when the index and every
 platform manifest (or the one ``--platform`` names) are.
 
 Requests for a single-platform image, signed once, on a registry with the referrers API: the
@@ -222,8 +223,11 @@ def _verify_manifest(
                 if d.annotations.get(ANNOTATION_PREDICATE_TYPE, predicate_type) == predicate_type
             ]
             if not candidates:
-                outcome = Outcome.NO_SIGNATURES
-                message = f"{_where(digest, platform)}: no attestation of type {predicate_type}"
+                outcome = Outcome.MISSING_ATTESTATION
+                message = (
+                    f"{_where(digest, platform)}: signed, but no attestation of type "
+                    f"{predicate_type} (required by --attestation)"
+                )
                 break
             att_check = _first_passing(
                 candidates,
@@ -356,7 +360,11 @@ def _message(
         )
     else:
         head = f"{where}: no valid {what} ({len(checks)} tried)"
-    reasons = "".join(f"\n  - {c.referrer}: {c.error}" for c in checks if c.error)
+    reasons = "".join(
+        f"\n  - {c.referrer}: {c.error}" + (f"\n    hint: {c.hint}" if c.hint else "")
+        for c in checks
+        if c.error
+    )
     return head + reasons
 
 
@@ -404,7 +412,11 @@ def decide_bundle(
     # (it holds a DSSE envelope ...)"): a kind never stands in for the other.
     if predicate_type is None:
         return verify_signature_bundle(
-            bundle, digest=digest, docker_reference=repository, **_trust_kwargs(options)
+            bundle,
+            digest=digest,
+            docker_reference=repository,
+            signed_repositories=options.signed_repositories,
+            **_trust_kwargs(options),
         ).pk_token
     return verify_attestation_bundle(
         bundle, digest=digest, predicate_type=predicate_type, **_trust_kwargs(options)
@@ -471,6 +483,7 @@ def _failed(
         error=err.message,
         error_type=type(err).__name__,
         predicate_type=predicate_type,
+        hint=err.hint,
     )
 
 
@@ -585,7 +598,8 @@ def verify_bundle_offline(
             ]
             checks.extend(att_checks)
             if not att_checks:
-                outcome, what = Outcome.NO_SIGNATURES, f"attestation of type {predicate_type}"
+                outcome = Outcome.MISSING_ATTESTATION
+                what = f"attestation of type {predicate_type}"
                 break
             att_outcome = _decide(att_checks)
             if att_outcome is not Outcome.VERIFIED:
@@ -598,7 +612,7 @@ def verify_bundle_offline(
             if options.attestations
             else ""
         )
-    elif outcome is Outcome.NO_SIGNATURES:
+    elif outcome in (Outcome.NO_SIGNATURES, Outcome.MISSING_ATTESTATION):
         message = f"no {what} among the bundles given"
     else:
         message = f"{what}: " + "; ".join(str(c.error) for c in failing[:3])

@@ -35,6 +35,7 @@ from opk_sign.policy import (
     policy_from_document,
     policy_from_fields,
     policy_issuers,
+    signed_repositories,
 )
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class VerifyOptions:
     tsa: TSATrust | None = None
     #: The repository signatures must name, when not the image's own (a mirror's canonical name).
     signed_name: str | None = None
+    #: Repositories a signature may also name (``--signed-repository``): where a copy was signed.
+    signed_repositories: tuple[str, ...] = ()
 
 
 #: Options for one image, or a function choosing them per image (the TUF mapping's policies).
@@ -460,6 +463,7 @@ def build_verify_options(
     expiry: str | ExpiryPolicy = "24h",
     attestations: Sequence[str] = (),
     platform: str | Platform | None = None,
+    signed_in: Sequence[str] = (),
     notice: Callable[[str], None] = _stderr,
     http: HTTPConfig = DEFAULT_HTTP,
 ) -> VerifyOptions | OptionsFor:
@@ -469,13 +473,17 @@ def build_verify_options(
     Keys: ``keys`` if given, else the JWKS file, else the issuer's live JWKS by discovery (fetched
     once per run); followed by a JWKS archive file and the trust repository's archive, for keys
     since rotated out. The trust repository (``trust_repository``, when one is installed) also
-    adds its TSA certificates. Usage errors come before any trust data is fetched.
+    adds its TSA certificates. ``signed_in`` names repositories a signature may have been made
+    for besides the image's own (``--signed-repository``: where a copy was signed); a policy
+    document's and a mapping rule's ``signed-repository`` add to them. Usage errors come before
+    any trust data is fetched.
     """
     from opk_sign.oidc.discovery import JWKSCache
     from opk_sign.trust.jwks_archive import KeySourceChain
     from opk_sign.verify.keys import jwks_from_file
 
     issuer = issuer or default_issuer()
+    also_signed_in = signed_repositories(signed_in)
     expiry_policy = _expiry(expiry)
     wanted_platform = _platform(platform)
     trust = (
@@ -508,7 +516,10 @@ def build_verify_options(
     tsa = load_tsa_trust(tsa_certs_file, trust)
     chosen_keys = keys
 
-    def make(policy: IdentityPolicy, signed_name: str | None = None) -> VerifyOptions:
+    def make(
+        policy: IdentityPolicy, signed_name: str | None = None, rule_signed_in: Sequence[str] = ()
+    ) -> VerifyOptions:
+        from_policy = policy.signed_repositories if isinstance(policy, AllOf) else ()
         return VerifyOptions(
             policy=policy,
             keys=chosen_keys,
@@ -521,6 +532,9 @@ def build_verify_options(
             platform=wanted_platform,
             tsa=tsa,
             signed_name=signed_name,
+            signed_repositories=tuple(
+                dict.fromkeys((*also_signed_in, *from_policy, *rule_signed_in))
+            ),
         )
 
     if policy is not None:
@@ -530,7 +544,7 @@ def build_verify_options(
 
 
 def _mapped(
-    trust: TrustClient, make: Callable[[IdentityPolicy, str | None], VerifyOptions]
+    trust: TrustClient, make: Callable[[IdentityPolicy, str | None, Sequence[str]], VerifyOptions]
 ) -> OptionsFor:
     """Verification by default: the mapping names each image's policy; a mapped name must verify."""
     mapping = trust.mapping()
@@ -547,7 +561,7 @@ def _mapped(
         with lock:  # images are verified in parallel; each policy is fetched once
             if rule.policy not in policies:
                 policies[rule.policy] = trust.policy(rule.policy)
-        return make(policies[rule.policy], rule.name)
+        return make(policies[rule.policy], rule.name, rule.signed_repositories)
 
     return choose
 

@@ -31,29 +31,35 @@ from opk_sign.pktoken.verify import VerifiedPKToken
 
 
 class Outcome(enum.Enum):
-    """An image's (or manifest's) verification outcome; ``value`` is its exit code."""
+    """An image's (or manifest's) verification outcome: its exit code and its label. Two outcomes
+    may share a code (``missing-attestation`` is a kind of policy mismatch, 11) but never a
+    label."""
 
-    VERIFIED = EXIT_OK
-    USAGE_ERROR = EXIT_USAGE
-    NO_SIGNATURES = EXIT_NO_SIGNATURES
-    POLICY_MISMATCH = EXIT_POLICY_MISMATCH
-    INVALID = EXIT_INVALID_SIGNATURE
-    REGISTRY_ERROR = EXIT_REGISTRY
-    TRUST_ERROR = EXIT_TRUST
-    NOT_FOUND = EXIT_NOT_FOUND
+    VERIFIED = (EXIT_OK, "verified")
+    USAGE_ERROR = (EXIT_USAGE, "usage-error")
+    NO_SIGNATURES = (EXIT_NO_SIGNATURES, "no-signatures")
+    POLICY_MISMATCH = (EXIT_POLICY_MISMATCH, "policy-mismatch")
+    #: A valid signature, but no attestation of a required predicate type at all.
+    MISSING_ATTESTATION = (EXIT_POLICY_MISMATCH, "missing-attestation")
+    INVALID = (EXIT_INVALID_SIGNATURE, "invalid")
+    REGISTRY_ERROR = (EXIT_REGISTRY, "registry-error")
+    TRUST_ERROR = (EXIT_TRUST, "trust-error")
+    NOT_FOUND = (EXIT_NOT_FOUND, "not-found")
 
     @property
     def exit_code(self) -> int:
-        return self.value
+        return int(self.value[0])
 
     @property
     def label(self) -> str:
-        return self.name.lower().replace("_", "-")
+        return str(self.value[1])
 
     @classmethod
     def worst(cls, outcomes: Iterable[Outcome]) -> Outcome:
-        """The outcome that decides for several: exit codes rank by number (14 worst)."""
-        return max(outcomes, key=lambda o: o.value, default=cls.VERIFIED)
+        """The outcome that decides for several: exit codes rank by number (15 worst); of two
+        with one code, the one declared later (missing-attestation over policy-mismatch)."""
+        order = list(cls)
+        return max(outcomes, key=lambda o: (o.exit_code, order.index(o)), default=cls.VERIFIED)
 
     @classmethod
     def of_error(cls, err: OpkSignError) -> Outcome:
@@ -83,6 +89,8 @@ class BundleCheck:
     error_type: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)
     predicate_type: str | None = None
+    #: The remedy the error suggests, if any (e.g. ``--signed-repository`` for a copy).
+    hint: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -95,6 +103,8 @@ class BundleCheck:
         if self.error is not None:
             out["error"] = self.error
             out["errorType"] = self.error_type
+            if self.hint:
+                out["hint"] = self.hint
         if self.claims:
             out["identity"] = self.claims
         return out

@@ -15,6 +15,7 @@ from tests.unit.attacks.world import (
     DIGEST,
     OTHER_DIGEST,
     PROVENANCE,
+    REFERENCE,
     REPOSITORY,
     SPDX,
     Run,
@@ -257,6 +258,49 @@ def replay_signature_onto_another_repository(w: World) -> tuple[Run, Run]:
 )
 def replay_signature_onto_another_registry(w: World) -> tuple[Run, Run]:
     return signed(w.signature), signed(w.signature, reference=f"mirror.example/{REPOSITORY}")
+
+
+@attack(
+    REPLAY,
+    "copies a signature made for a third repository next to a copy whose verifier names "
+    "where the copy was signed (`--signed-repository`)",
+    "only the repositories named are accepted, exactly",
+    PayloadMismatchError,
+    "not 'mirror.example/octo-org/octo-repo', 'registry.example/octo-org/octo-repo' "
+    "(replayed from another repository)",
+)
+def replay_onto_a_copy_from_an_unnamed_repository(w: World) -> tuple[Run, Run]:
+    mirror = f"mirror.example/{REPOSITORY}"
+    third = "registry.example/octo-org/octo-repo-tools"
+    named = (REFERENCE,)
+    return (
+        signed(w.signature, reference=mirror, signed_repositories=named),
+        signed(
+            _signature_with(w, osm(w.pk, w.user, ss_payload(reference=third))),
+            reference=mirror,
+            signed_repositories=named,
+        ),
+    )
+
+
+@attack(
+    REPLAY,
+    "names a repository whose name starts with the one `--signed-repository` names",
+    "signed repositories are compared as whole names, never as prefixes",
+    PayloadMismatchError,
+    "(replayed from another repository)",
+)
+def replay_from_a_repository_named_by_prefix(w: World) -> tuple[Run, Run]:
+    mirror = f"mirror.example/{REPOSITORY}"
+    prefixed = f"{REFERENCE}-evil"
+    return (
+        signed(w.signature, reference=mirror, signed_repositories=(REFERENCE,)),
+        signed(
+            _signature_with(w, osm(w.pk, w.user, ss_payload(reference=prefixed))),
+            reference=mirror,
+            signed_repositories=(REFERENCE,),
+        ),
+    )
 
 
 @attack(

@@ -384,6 +384,8 @@ class Run:
     predicate_type: str | None = PROVENANCE
     expiry: ExpiryPolicy = MAX_AGE_24H
     now: float = NOW
+    #: ``--signed-repository``: where the verifier says a copy was signed.
+    signed_repositories: tuple[str, ...] = ()
 
     def __call__(self) -> None:
         bundle = Bundle.from_json(self.bundle)
@@ -396,7 +398,12 @@ class Run:
             "now": self.now,
         }
         if self.kind == SIGNATURE:
-            verify_signature_bundle(bundle, docker_reference=self.reference, **common)
+            verify_signature_bundle(
+                bundle,
+                docker_reference=self.reference,
+                signed_repositories=self.signed_repositories,
+                **common,
+            )
         else:
             verify_attestation_bundle(bundle, predicate_type=self.predicate_type, **common)
 

@@ -110,7 +110,7 @@ CASES = [
         lambda: [signature()],
         IMAGE,
         {"attestations": (PROVENANCE,)},
-        EXIT_NO_SIGNATURES,
+        EXIT_POLICY_MISMATCH,
         f"no attestation of type {PROVENANCE}",
     ),
     (
@@ -118,7 +118,7 @@ CASES = [
         lambda: [signature(), signature()],
         IMAGE,
         {"attestations": (PROVENANCE,)},
-        EXIT_NO_SIGNATURES,
+        EXIT_POLICY_MISMATCH,
         "no attestation",
     ),
     (
