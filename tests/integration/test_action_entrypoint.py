@@ -294,6 +294,66 @@ def test_bad_inputs_are_refused_before_anything_runs(
     assert len(emulator.issued) == before  # no token was even requested
 
 
+def test_an_error_annotation_has_no_empty_properties(
+    tmp_path: Path, emulator: RecordingEmulator
+) -> None:
+    run = run_entrypoint(tmp_path, emulator, {"image": ""})
+    assert run.code == 2
+    assert run.stdout.splitlines()[-1] == (
+        "::error title=opk-sign::the 'image' input is required%0A  hint: set `with: image: …`"
+    )
+
+
+@pytest.mark.parametrize("predicate", ["{outside}", "../outside.json", "link.json", "dir/../../x"])
+def test_a_predicate_outside_the_workspace_is_refused(
+    tmp_path: Path, emulator: RecordingEmulator, predicate: str
+) -> None:
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"secret": true}')
+    workspace = tmp_path / "workspace"
+    (workspace / "dir").mkdir(parents=True)
+    (workspace / "link.json").symlink_to(outside)
+    before = len(emulator.issued)
+    run = run_entrypoint(
+        tmp_path,
+        emulator,
+        {
+            "image": "ok/image:v1",
+            "predicate": predicate.format(outside=outside),
+            "predicate-type": "https://spdx.dev/Document",
+        },
+    )
+    assert run.code == 2, run.stdout + run.stderr
+    (error,) = [line for line in run.stdout.splitlines() if line.startswith("::error")]
+    assert error.startswith(
+        "::error title=opk-sign::the 'predicate' input must name a file in the workspace: "
+    )
+    assert "secret" not in run.stdout
+    assert len(emulator.issued) == before  # refused before a token was requested
+
+
+def test_library_hints_name_the_actions_inputs(
+    tmp_path: Path, registry: Registry, emulator: RecordingEmulator, tsa: TimestampAuthority
+) -> None:
+    ref = registry.ref("octo-org/action-tsa", "v1")
+    with authed_client(registry) as c:
+        push_sample_image(c, ref, ["linux/amd64"], index=False)
+    run = run_entrypoint(
+        tmp_path,
+        emulator,
+        {"image": ref, "registry-username": USER, "registry-password": PASSWORD},
+        extra_env={"INPUT_TIMESTAMP-URL": f"http://{tsa.host}/no-such-endpoint"},
+    )
+    assert run.code != 0
+    (error,) = [line for line in run.stdout.splitlines() if line.startswith("::error")]
+    assert error.startswith("::error title=opk-sign::")
+    assert error.endswith(
+        "hint: check the TSA URL (the timestamp-url input), or sign without timestamps"
+        ' (`timestamp-url: ""`)'
+    ), error
+    assert "--timestamp-url" not in error and "--no-timestamp" not in error
+
+
 def test_predicate_from_the_workspace_and_credentials_from_docker_config(
     tmp_path: Path, registry: Registry, emulator: RecordingEmulator
 ) -> None:
@@ -301,8 +361,10 @@ def test_predicate_from_the_workspace_and_credentials_from_docker_config(
     with authed_client(registry) as c:
         pushed = push_sample_image(c, ref, ["linux/amd64"], index=False)
     workspace = tmp_path / "workspace"
-    workspace.mkdir()
-    (workspace / "sbom.json").write_text('{"spdxVersion": "SPDX-2.3"}')
+    (workspace / "reports").mkdir(parents=True)
+    (workspace / "reports" / "sbom.json").write_text('{"spdxVersion": "SPDX-2.3"}')
+    # A symlink is followed, and taken since it stays in the workspace.
+    (workspace / "sbom.json").symlink_to(workspace / "reports" / "sbom.json")
     # docker/login-action's config, written where the runner mounts the container's home.
     docker_dir = tmp_path / "_github_home" / ".docker"
     docker_dir.mkdir(parents=True)

@@ -200,3 +200,67 @@ def test_bad_inputs_fail_before_any_registry_is_asked(
     (error,) = run.errors
     assert needle in error
     assert run.outputs == {} and run.summary == ""
+
+
+def test_without_a_policy_the_error_names_the_inputs_not_flags(
+    tmp_path: Path, signed: Signed
+) -> None:
+    run = run_action(tmp_path, signed, {"images": signed.image, "issuer": signed.issuer})
+    assert run.code == EXIT_USAGE, run.stdout + run.stderr
+    (error,) = run.errors
+    assert error.startswith("::error title=opk-sign verify::no identity policy")
+    assert "the input `repository: octo-org/app`" in error and "the policy-file input" in error
+    assert "--repository" not in error and "--policy" not in error
+
+
+def test_a_missing_attestation_names_the_attestation_input(tmp_path: Path, signed: Signed) -> None:
+    run = run_action(
+        tmp_path,
+        signed,
+        {
+            "images": signed.image,
+            "issuer": signed.issuer,
+            "repository": REPO,
+            "attestation": "https://example.com/no-such-predicate",
+        },
+    )
+    assert run.code == EXIT_POLICY_MISMATCH, run.stdout + run.stderr
+    (error,) = run.errors
+    assert "(required by the attestation input)" in error and "--attestation" not in error
+    assert "--attestation" not in run.summary and "--attestation" not in run.stdout
+    assert "--attestation" not in run.outputs["results"]
+
+
+@pytest.mark.parametrize("policy_file", ["../policy.yml", "link.yml"])
+def test_a_policy_file_outside_the_workspace_is_refused(
+    tmp_path: Path, signed: Signed, policy_file: str
+) -> None:
+    (tmp_path / "policy.yml").write_text(f"repository: {REPO}\n")
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "link.yml").symlink_to(tmp_path / "policy.yml")
+    run = run_action(
+        tmp_path,
+        signed,
+        {"images": signed.image, "issuer": signed.issuer, "policy-file": policy_file},
+    )
+    assert run.code == EXIT_USAGE, run.stdout + run.stderr
+    (error,) = run.errors
+    assert error.startswith(
+        "::error title=opk-sign verify::the 'policy-file' input must name a file in the workspace"
+    )
+    assert run.outputs == {} and run.summary == ""
+
+
+def test_a_policy_file_in_the_workspace_through_a_symlink_is_read(
+    tmp_path: Path, signed: Signed
+) -> None:
+    (tmp_path / "ws" / "policies").mkdir(parents=True)
+    (tmp_path / "ws" / "policies" / "release.yml").write_text(f"repository: {REPO}\n")
+    (tmp_path / "ws" / "policy.yml").symlink_to(tmp_path / "ws" / "policies" / "release.yml")
+    run = run_action(
+        tmp_path,
+        signed,
+        {"images": signed.image, "issuer": signed.issuer, "policy-file": "policy.yml"},
+    )
+    assert run.code == EXIT_OK, run.stdout + run.stderr
+    assert run.outputs["verified"] == "true"

@@ -10,15 +10,22 @@
 - Annotations are rendered by :mod:`opk_sign.actions.report` (GitHub's escaping, empty properties
   left out, which ``core.error`` does not do); text quoting registries or signers is printed
   between ``::stop-commands::`` markers so it is never taken for a workflow command.
+- File inputs are confined to ``$GITHUB_WORKSPACE`` (:func:`workspace_path`, the one place that
+  turns a file input into a path): no absolute path, ``..`` or symlink leads the action to read
+  another of the runner's files (the docker config with registry credentials, ``/proc``...).
 - :func:`run_main` is the one wrapper: an error becomes an annotation and its exit code, and even
-  an unexpected exception an annotation rather than a bare traceback.
+  an unexpected exception an annotation rather than a bare traceback. Library errors name
+  command-line flags (``--repository``, ``--policy FILE``); each action's :class:`Vocabulary`
+  rewrites them in the action's own terms (``the repository input``) before they are shown.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -91,10 +98,38 @@ def mask(secret: str | None) -> None:
         core.set_secret(secret)
 
 
-def workspace_path(value: str, env: Mapping[str, str]) -> Path:
-    """A path input: relative paths are in ``$GITHUB_WORKSPACE``."""
-    path = Path(value)
-    return path if path.is_absolute() else Path(env.get("GITHUB_WORKSPACE") or ".") / path
+def workspace_path(name: str, value: str, env: Mapping[str, str]) -> Path:
+    """The file a file input names: its real path, which must be a regular file inside
+    ``$GITHUB_WORKSPACE`` (the current directory when not run by a runner).
+
+    A relative path is taken in the workspace. The path and the workspace are both resolved
+    (symlinks followed, ``..`` collapsed) before they are compared, so an absolute path elsewhere,
+    a ``..`` escape or a symlink in the workspace pointing out of it is refused (usage error,
+    exit 2), and what is read is the resolved path that was checked.
+    """
+    where = env.get("GITHUB_WORKSPACE") or os.getcwd()
+    try:
+        root = Path(where).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
+        raise UsageError(f"the workspace {where} does not exist") from None
+    given = Path(value)
+    try:
+        real = (given if given.is_absolute() else root / given).resolve()
+    except (OSError, RuntimeError, ValueError) as err:  # a symlink loop, a NUL
+        raise UsageError(f"the {name!r} input {value!r} cannot be resolved: {err}") from None
+    if not real.is_relative_to(root):
+        shown = "" if real == given else f" (it leads to {real})"
+        raise UsageError(
+            f"the {name!r} input must name a file in the workspace: {value!r} is outside it{shown}",
+            hint=f"give a path relative to the workspace ({root}), e.g. a file of the checkout;"
+            " a symlink is followed and must stay inside it too",
+        )
+    if not real.is_file():
+        what = "is not a regular file" if real.exists() else "does not exist"
+        raise UsageError(
+            f"the {name!r} input names {value!r}, which {what} in the workspace ({root})"
+        )
+    return real
 
 
 def docker_config_dir(env: Mapping[str, str]) -> Path | None:
@@ -139,16 +174,87 @@ def print_untrusted(lines: Sequence[str]) -> None:
     print("\n".join(untrusted_block(lines, secrets.token_hex(16))), flush=True)
 
 
-def annotate_error(message: str, *, title: str) -> None:
-    print(error_annotation(message, title=title), flush=True)
+def annotate_error(
+    message: str, *, title: str, file: str | None = None, line: int | None = None
+) -> None:
+    """Print an ``::error`` annotation; properties not given are left out (``::error title=…::``).
+
+    Not ``core.error``: actions-toolkit (0.1.15) writes every property, empty ones too
+    (``::error title=t,file=,line=,endLine=,col=,endColumn=::m``), which the runner takes for an
+    annotation on a file named "" (and its message is not cut to an annotation's size).
+    """
+    print(error_annotation(message, title=title, file=file, line=line), flush=True)
 
 
-def run_main(run: Callable[[Mapping[str, str]], int], *, title: str) -> int:
-    """Run an action with the process environment; every failure ends as an annotation."""
+# --- an action's words ----------------------------------------------------------------------------
+
+
+class Vocabulary:
+    """What library messages call a command-line flag, and what an action calls it instead.
+
+    ``words`` maps phrases (``--policy FILE``, ``--repository``) to the action's terms (``the
+    policy-file input``). A ``{}`` in a phrase stands for one word of the message (a registry
+    host), put where the replacement has its ``{}``. Longer phrases are replaced first, so a
+    whole sentence's wording wins over its flag's. A phrase is replaced only as a whole token: not
+    inside a longer flag (``--policy-x``), a name (``a--policy``) or a quoted value
+    (``'--policy=/etc/passwd'``, as the refusal of a flag-like input quotes it).
+    """
+
+    def __init__(self, words: Mapping[str, str]) -> None:
+        self.words: dict[str, str] = dict(words)
+        self._rules = [
+            (self._pattern(phrase), self.words[phrase])
+            for phrase in sorted(self.words, key=len, reverse=True)
+        ]
+
+    @staticmethod
+    def _pattern(phrase: str) -> re.Pattern[str]:
+        body = r"([^\s(),]+)".join(re.escape(part) for part in phrase.split("{}"))
+        return re.compile(rf"(?<![\w'\"=-]){body}(?![\w=-])")
+
+    def __call__(self, text: str) -> str:
+        for pattern, replacement in self._rules:
+            text = pattern.sub(partial(_fill, replacement), text)
+        return text
+
+    def __or__(self, other: Mapping[str, str]) -> Vocabulary:
+        return Vocabulary({**self.words, **other})
+
+
+def _fill(replacement: str, match: re.Match[str]) -> str:
+    return replacement.replace("{}", match.group(1)) if match.groups() else replacement
+
+
+#: Library wording that reads the same in both actions.
+COMMON_WORDS: Final = Vocabulary(
+    {
+        # deadline.HINT: no input sets the action's time limits.
+        "allow more time (--timeout SECONDS)": (
+            "run the job again later (the action's time limits are fixed)"
+        ),
+        # Plain-HTTP registries (oci/transport.py, oci/auth.py, oci/reference.py): no input, but
+        # the variable reaches the action from the step's env.
+        "name it with --insecure-registry {} or in $OPK_SIGN_INSECURE_REGISTRIES": (
+            "name it in the step's env (`OPK_SIGN_INSECURE_REGISTRIES: {}`)"
+        ),
+        "name it: --insecure-registry {} (or $OPK_SIGN_INSECURE_REGISTRIES)": (
+            "name it in the step's env (`OPK_SIGN_INSECURE_REGISTRIES: {}`)"
+        ),
+        "named with --insecure-registry": "named in $OPK_SIGN_INSECURE_REGISTRIES (the step's env)",
+        "--insecure-registry": "$OPK_SIGN_INSECURE_REGISTRIES (the step's env)",
+    }
+)
+
+
+def run_main(
+    run: Callable[[Mapping[str, str]], int], *, title: str, vocabulary: Vocabulary = COMMON_WORDS
+) -> int:
+    """Run an action with the process environment; every failure ends as an annotation, in the
+    action's words."""
     try:
         return run(os.environ)
     except OpkSignError as err:
-        annotate_error(err.diagnostics(), title=title)
+        annotate_error(vocabulary(err.diagnostics()), title=title)
         return err.exit_code or EXIT_FAILURE
     except Exception as err:  # the runner must always get an annotation, not a bare traceback
         annotate_error(f"{title} failed unexpectedly: {type(err).__name__}: {err}", title=title)

@@ -27,6 +27,22 @@ from opk_sign.trust.tsa import DEFAULT_TIMESTAMP_URL, TIMESTAMP_URL_VAR
 
 GHCR: Final = "ghcr.io"
 
+#: The library's flags, in the signing action's terms (see runner.Vocabulary).
+WORDS: Final = runner.COMMON_WORDS | {
+    "--no-provenance": "`provenance: false`",
+    # trust/tsa.py's hint names the flag, the variable and the input: here only the input is.
+    "--timestamp-url, OPK_SIGN_TIMESTAMP_URL, or the action's timestamp-url input": (
+        "the timestamp-url input"
+    ),
+    "--timestamp-url": "the timestamp-url input",
+    "--no-timestamp": '`timestamp-url: ""`',
+    # oci/auth.py's hint for a registry that wants credentials none were given for.
+    "(--registry-username with OPK_SIGN_REGISTRY_PASSWORD, or OPK_SIGN_REGISTRY_TOKEN)": (
+        "(the registry-username and registry-password inputs)"
+    ),
+    "--registry-username": "the registry-username input",
+}
+
 
 @dataclass(frozen=True)
 class ActionInputs:
@@ -101,12 +117,17 @@ class _MaskingProvider:
 
 
 def signing_options(inputs: ActionInputs, env: Mapping[str, str]) -> SigningOptions:
-    """The library options from the inputs (a relative predicate path is in the workspace)."""
+    """The library options from the inputs (the predicate file must be in the workspace)."""
     predicate = None
     if inputs.predicate_type and not inputs.predicate:
         raise UsageError("the predicate-type input needs the predicate input (a JSON file)")
+    if inputs.predicate and not inputs.predicate_type:
+        raise UsageError(
+            "the predicate input needs the predicate-type input (the predicate's type URI)",
+            hint="e.g. predicate-type: https://spdx.dev/Document",
+        )
     if inputs.predicate:
-        path = runner.workspace_path(inputs.predicate, env)
+        path = runner.workspace_path("predicate", inputs.predicate, env)
         predicate = CustomPredicate.from_file(path, inputs.predicate_type or None)
     if inputs.timestamp_url is None:  # not run by a runner: the CLI's default
         timestamp_url: str | None = env.get(TIMESTAMP_URL_VAR) or DEFAULT_TIMESTAMP_URL
@@ -196,4 +217,4 @@ def run(env: Mapping[str, str]) -> int:
 
 def main() -> int:
     """Run the signing action with the process environment."""
-    return runner.run_main(run, title="opk-sign")
+    return runner.run_main(run, title="opk-sign", vocabulary=WORDS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from opk_sign.actions import runner
@@ -40,6 +40,27 @@ from opk_sign.verify.outcome import ImageResult, tally, worst_exit_code
 #: Images one step may verify; as ``opk-sign verify --images-from``.
 MAX_IMAGES: Final = 100_000
 GHCR: Final = "ghcr.io"
+
+#: The library's flags, in the verify action's terms (see runner.Vocabulary): the policy flags
+#: are inputs of the same names; what no input does is said otherwise.
+WORDS: Final = runner.COMMON_WORDS | {
+    **{f"--{name}": f"the {name} input" for name in policy_field_names()},
+    "--policy FILE": "the policy-file input",
+    "--policy": "the policy-file input",
+    "--attestation": "the attestation input",
+    # verify/options.py: no_policy_error, build_policy (both given), the mapping's refusal.
+    "--repository octo-org/app": "the input `repository: octo-org/app`",
+    "as flags": "as policy inputs",
+    "flags also given:": "policy inputs also given:",
+    "flags (--repository ...)": "policy inputs (repository, signer-workflow ...)",
+    # verify/bundle.py, a copy signed in another repository: only a policy file can say so.
+    "say so: --signed-repository {}": "say so in the policy file: `signed-repository: {}`",
+    "--signed-repository": "the policy file's signed-repository",
+    # oci/auth.py's hint for a registry that wants credentials none were given for.
+    "(--registry-username with OPK_SIGN_REGISTRY_PASSWORD, or OPK_SIGN_REGISTRY_TOKEN)": (
+        "(the github-token input, for ghcr.io)"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -84,7 +105,11 @@ def read_inputs() -> VerifyActionInputs:
 def verification(inputs: VerifyActionInputs, env: Mapping[str, str]) -> VerifyOptions | OptionsFor:
     """The verification the inputs describe, put together as for ``opk-sign verify``."""
     issuer = inputs.issuer or default_issuer(env)
-    policy_file = runner.workspace_path(inputs.policy_file, env) if inputs.policy_file else None
+    policy_file = (
+        runner.workspace_path("policy-file", inputs.policy_file, env)
+        if inputs.policy_file
+        else None
+    )
     return build_verify_options(
         policy=build_policy(inputs.policy, policy_file, issuer=issuer),
         issuer=issuer,
@@ -125,6 +150,16 @@ def annotation_lines(results: Sequence[ImageResult]) -> list[str]:
     ]
 
 
+def in_action_words(result: ImageResult) -> ImageResult:
+    """The result with its messages in the action's terms (``required by the attestation input``,
+    not ``--attestation``): for the log, the annotations, the summary and the outputs."""
+    return replace(
+        result,
+        message=WORDS(result.message),
+        manifests=tuple(replace(m, message=WORDS(m.message)) for m in result.manifests),
+    )
+
+
 def exit_code(results: Sequence[ImageResult], *, fail_on_error: bool) -> int:
     """The verify contract's code (the worst image's), or 0 when asked not to fail."""
     return worst_exit_code(results) if fail_on_error and results else EXIT_OK
@@ -154,7 +189,7 @@ def run(env: Mapping[str, str]) -> int:
     inputs = read_inputs()
     options = verification(inputs, env)
     with RegistryClient(_keychain(inputs, env)) as client:
-        results = list(verify_images(inputs.images, options, client=client))
+        results = [in_action_words(r) for r in verify_images(inputs.images, options, client=client)]
     runner.print_untrusted([format_result(r) for r in results] + [tally(results)])
     runner.set_outputs(outputs(results))
     runner.append_summary(summary_markdown(results, describe_policy(options)), env)
@@ -165,4 +200,4 @@ def run(env: Mapping[str, str]) -> int:
 
 def main() -> int:
     """Run the verify action with the process environment."""
-    return runner.run_main(run, title="opk-sign verify")
+    return runner.run_main(run, title="opk-sign verify", vocabulary=WORDS)

@@ -29,6 +29,7 @@ from opk_sign.actions.verify import (
     VerifyActionInputs,
     annotation_lines,
     exit_code,
+    in_action_words,
     outputs,
     summary_markdown,
     verification,
@@ -150,7 +151,6 @@ def test_policy_file_is_read_from_the_workspace(tmp_path: Path) -> None:
     [
         (env(images=IMAGE), "no identity policy"),
         (env(images=IMAGE, issuer=GITHUB_ISSUER), "no identity policy"),
-        (with_policy(**{"policy-file": "p.yml"}), "not both"),
         (env(images=IMAGE, **{"owner-regex": "("}), "invalid regular expression"),
     ],
 )
@@ -159,6 +159,56 @@ def test_a_policy_that_would_accept_anyone_is_refused(inputs: dict[str, str], ne
     with pytest.raises(UsageError) as caught:
         verification(read_inputs(inputs), {})
     assert needle in caught.value.diagnostics()
+
+
+def test_a_policy_file_and_policy_inputs_are_not_both_taken(tmp_path: Path) -> None:
+    (tmp_path / "p.yml").write_text("repository: octo-org/app\n")
+    with pytest.raises(UsageError) as caught:
+        verification(
+            read_inputs(with_policy(**{"policy-file": "p.yml"})),
+            {"GITHUB_WORKSPACE": str(tmp_path)},
+        )
+    assert "not both" in caught.value.message
+
+
+@pytest.mark.parametrize("value", ["/etc/passwd", "../outside.yml", "link.yml"])
+def test_the_policy_file_must_be_in_the_workspace(tmp_path: Path, value: str) -> None:
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (tmp_path / "outside.yml").write_text("repository: octo-org/app\n")
+    (workspace / "link.yml").symlink_to(tmp_path / "outside.yml")
+    inputs = read_inputs(env(images=IMAGE, **{"policy-file": value}))
+    with pytest.raises(UsageError) as caught:
+        verification(inputs, {"GITHUB_WORKSPACE": str(workspace)})
+    assert caught.value.message.startswith(
+        f"the 'policy-file' input must name a file in the workspace: {value!r} is outside it"
+    )
+
+
+def test_messages_of_results_name_the_actions_inputs() -> None:
+    result = ImageResult(
+        IMAGE,
+        Outcome.MISSING_ATTESTATION,
+        "linux/amd64: signed, but no attestation of type https://x.example/t"
+        " (required by --attestation)",
+        IMAGE,
+        DIGEST,
+        (
+            ManifestResult(
+                DIGEST,
+                "application/vnd.oci.image.manifest.v1+json",
+                "linux/amd64",
+                Outcome.MISSING_ATTESTATION,
+                "signed, but no attestation (required by --attestation)",
+            ),
+        ),
+    )
+    worded = in_action_words(result)
+    assert worded.message.endswith("(required by the attestation input)")
+    assert worded.manifests[0].message.endswith("(required by the attestation input)")
+    (line,) = annotation_lines([worded])
+    assert "the attestation input" in line and "--attestation" not in line
+    assert "--attestation" not in json.dumps(outputs([worded]))
 
 
 # --- one set of options ---------------------------------------------------------------------------
