@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from opk_sign._dev.github_oidc import GitHubOIDCEmulator
@@ -351,6 +352,10 @@ def test_cli_sign_json_output(
     captured = capsys.readouterr()
     assert code == 0, captured.err
     document = json.loads(captured.out)
+    schema = Path(__file__).resolve().parents[2] / "docs" / "schemas" / "sign.schema.json"
+    jsonschema.validate(document, json.loads(schema.read_text()))
+    assert document["image"] == ref  # as given; the same keys as verify's and inspect's
+    assert document["reference"] == Reference.parse(ref).name
     assert document["digest"] == pushed.digest
     assert document["identity"] == WORKFLOW
     assert document["issuer"] == emulator.issuer

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     with registry_client(args, ref.registry) as client:
         tree = inspect_image(client, ref)
     if args.output == "json":
-        print(json.dumps(tree.to_dict(), indent=2, sort_keys=False))
+        print(json.dumps(tree.to_dict(image=args.image), indent=2, sort_keys=False))
     else:
         print(tree.render())
     return 0

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     with registry_client(args, reference.registry) as client:
         result = sign_image(reference, provider=provider, client=client, options=options)
     if args.output == "json":
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps(result.to_dict(image=args.image), indent=2))
     else:
         print(format_result(result))
     return 0

@@ -193,8 +193,9 @@ def report(
     count: int,
     options: VerifyOptions | OptionsFor,
 ) -> int:
-    """Print each result as it comes, then the summary; the exit code is the worst outcome."""
-    from opk_sign.verify.outcome import Outcome, format_result
+    """Print each image's outcome as soon as it is decided (in input order, flushed: a batch can
+    be followed through a pipe), then the summary; the exit code is the worst outcome."""
+    from opk_sign.verify.outcome import Outcome
 
     show_progress = args.progress
     if show_progress is None:
@@ -203,14 +204,10 @@ def report(
     vsa_lines: list[str] = []
     try:
         for result in results:
-            with signals.deferred():  # each image reported whole: its line and its VSA
+            with signals.deferred():  # each image reported whole: its report and its VSA
                 done.append(result)
-                if args.output == "json":
-                    doc = result.to_dict()
-                    print(json.dumps(doc, indent=2 if count == 1 else None), flush=count > 1)
-                elif count == 1 or not result.verified:
-                    _clear_progress(show_progress)
-                    print(format_result(result), flush=count > 1)
+                _clear_progress(show_progress)
+                print(render(args.output, result, count), flush=True)
                 if args.vsa is not None and result.verified:
                     vsa_lines.append(_vsa_line(result, options))
                 if show_progress:
@@ -224,6 +221,16 @@ def report(
     _clear_progress(show_progress)
     _finish(args, done, vsa_lines, count)
     return Outcome.worst(r.outcome for r in done).exit_code if done else EXIT_USAGE
+
+
+def render(output: str, result: ImageResult, count: int) -> str:
+    """One image's report: text, or its JSON document (docs/schemas/verify.schema.json), indented
+    when it is the run's only one, one line each in a batch (JSON lines)."""
+    from opk_sign.verify.outcome import format_result
+
+    if output == "json":
+        return json.dumps(result.to_dict(), indent=2 if count == 1 else None)
+    return format_result(result)
 
 
 def _finish(args: argparse.Namespace, done: list[ImageResult], vsa: list[str], count: int) -> None:

@@ -37,8 +37,16 @@ class ImageTree:
     reference: Reference
     root: TreeNode
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"reference": str(self.reference), **self.root.to_dict()}
+    def to_dict(self, image: str | None = None) -> dict[str, Any]:
+        """The ``inspect --output json`` document (docs/schemas/inspect.schema.json): ``image`` as
+        the user gave it (default: the canonical reference), ``reference`` the normalised
+        registry/repository, then the top-level manifest's descriptor (its ``digest``...) and
+        tree."""
+        return {
+            "image": str(self.reference) if image is None else image,
+            "reference": self.reference.name,
+            **self.root.to_dict(),
+        }
 
     def referrer_digests(self) -> set[str]:
         found: set[str] = set()

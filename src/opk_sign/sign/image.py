@@ -193,11 +193,15 @@ class SigningResult:
     def attestations(self) -> list[str]:
         return [a.referrer for m in self.manifests for a in m.attestations]
 
-    def to_dict(self) -> JSONObject:
+    def to_dict(self, image: str | None = None) -> JSONObject:
+        """The ``sign --output json`` document (docs/schemas/sign.schema.json). As in every
+        opk-sign JSON document: ``image`` is the reference as the user gave it (default: the
+        canonical reference signed, pinned to its digest), ``reference`` the normalised
+        registry/repository, ``digest`` the top-level digest."""
         return {
-            "image": self.reference.name,
+            "image": str(self.reference) if image is None else image,
+            "reference": self.reference.name,
             "digest": self.digest,
-            "reference": str(self.reference),
             "identity": self.identity.principal,
             "issuer": self.issuer,
             "claims": self.identity.to_dict(),

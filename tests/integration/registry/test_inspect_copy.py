@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from opk_sign.cli.main import main
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.descriptor import Descriptor
+from opk_sign.oci.reference import Reference
 from tests.integration.registry.conftest import unique
 from tests.services.images import push_sample_image
 from tests.services.registries import Registry
@@ -26,6 +29,7 @@ pytestmark = pytest.mark.integration
 SIGNATURE = "application/vnd.dev.opk-sign.test.signature.v1+json"
 ATTESTATION = "application/vnd.dev.opk-sign.test.attestation.v1+json"
 BUNDLE = "application/vnd.dev.opk-sign.test.bundle.v1+json"
+SCHEMA = Path(__file__).resolve().parents[3] / "docs" / "schemas" / "inspect.schema.json"
 
 Edge = tuple[str, str, str]  # (subject digest, referrer digest, artifact type)
 
@@ -55,6 +59,9 @@ def signed_image(client: RegistryClient, ref: str) -> tuple[Descriptor, set[Edge
 def inspect_json(ref: str, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
     assert main(["inspect", ref, "--output", "json"]) == 0
     document: dict[str, Any] = json.loads(capsys.readouterr().out)
+    jsonschema.validate(document, json.loads(SCHEMA.read_text()))
+    assert document["image"] == ref  # as given; the same keys as sign's and verify's
+    assert document["reference"] == Reference.parse(ref).name
     return document
 
 
@@ -103,7 +110,8 @@ def crane_digest(ref: str) -> str:
 
 
 def without_references(node: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in node.items() if k != "reference"}
+    """The tree without where it was read from (``image`` and ``reference``)."""
+    return {k: v for k, v in node.items() if k not in ("image", "reference")}
 
 
 def test_inspect_and_copy_there_and_back(

@@ -1,0 +1,236 @@
+"""The JSON documents of `sign`, `verify` and `inspect` (``-o json``) against their published
+schemas (docs/schemas/*.schema.json, draft 2020-12): each schema is valid, the documents the real
+formatting code produces validate, ``image``/``reference``/``digest`` mean one thing everywhere,
+and verify's outcome and exit-code enums are exactly opk_sign.verify.outcome.Outcome's."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from opk_sign.bundle import SIGNATURE_ARTIFACT_TYPE
+from opk_sign.cli.main import main
+from opk_sign.cli.verify import render
+from opk_sign.identity import SHOWN_CLAIMS, SignerIdentity
+from opk_sign.oci import mediatypes
+from opk_sign.oci.descriptor import Descriptor, Platform
+from opk_sign.oci.inspect import ImageTree, TreeNode
+from opk_sign.oci.reference import Reference
+from opk_sign.sign.image import Attestation, SignedManifest, SigningResult
+from opk_sign.verify.outcome import BundleCheck, ImageResult, ManifestResult, Outcome
+from tests.unit.attacks.world import DIGEST, PROVENANCE, REFERENCE, REPOSITORY, dump, world
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
+#: What every document means by these keys (one definition, copied into each schema).
+SHARED = ("image", "reference", "digest")
+A, B, C, D = ("sha256:" + c * 64 for c in "abcd")
+
+
+def schema(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    return document
+
+
+def valid(document: Any, name: str) -> None:
+    jsonschema.Draft202012Validator(schema(name)).validate(document)
+
+
+def invalid(document: Any, name: str) -> None:
+    assert not jsonschema.Draft202012Validator(schema(name)).is_valid(document), document
+
+
+@pytest.mark.parametrize("path", sorted(SCHEMAS.glob("*.schema.json")), ids=lambda p: p.name)
+def test_every_schema_is_a_valid_draft_2020_12_schema(path: Path) -> None:
+    document = json.loads(path.read_text())
+    assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(document)
+
+
+def test_the_three_commands_have_schemas() -> None:
+    assert {"sign", "verify", "inspect"} <= {p.name.split(".")[0] for p in SCHEMAS.iterdir()}
+
+
+def test_image_reference_and_digest_mean_the_same_in_every_document() -> None:
+    definitions: dict[str, tuple[str, Any]] = {}
+    for path in sorted(SCHEMAS.glob("*.schema.json")):
+        document = json.loads(path.read_text())
+        if "image" not in document.get("properties", {}):
+            continue
+        for key in SHARED:
+            definitions.setdefault(key, (path.name, document["$defs"][key]))
+            first, definition = definitions[key]
+            assert document["$defs"][key] == definition, f"{path.name} vs {first}: {key}"
+            assert key in document["required"], (path.name, key)
+            assert f"#/$defs/{key}" in json.dumps(document["properties"][key]), (path.name, key)
+    assert set(definitions) == set(SHARED)
+
+
+# --- verify --------------------------------------------------------------------------------------
+
+
+def test_verify_enums_are_the_outcomes_labels_and_exit_codes() -> None:
+    defs = schema("verify")["$defs"]
+    assert defs["outcome"]["enum"] == [o.label for o in Outcome]
+    assert set(defs["exitCode"]["enum"]) == {o.exit_code for o in Outcome}
+    assert defs["exitCode"]["enum"] == [0, 2, 10, 11, 12, 13, 14, 15]
+    assert defs["identity"]["propertyNames"]["enum"] == list(SHOWN_CLAIMS)
+
+
+def verified_result(image: str = f"{REFERENCE}:v1") -> ImageResult:
+    claims = {"iss": "https://token.actions.githubusercontent.com", "repository": REPOSITORY}
+    checks = (
+        BundleCheck(B, "signature", Outcome.INVALID, error="replayed", error_type="PolicyError"),
+        BundleCheck(C, "signature", Outcome.VERIFIED, claims=claims),
+        BundleCheck(D, "attestation", Outcome.VERIFIED, claims=claims, predicate_type=PROVENANCE),
+    )
+    index = ManifestResult(A, mediatypes.OCI_INDEX, None, Outcome.VERIFIED, "verified", checks)
+    platform = ManifestResult(
+        B, mediatypes.OCI_MANIFEST, "linux/arm64/v8", Outcome.VERIFIED, "verified", checks
+    )
+    return ImageResult(image, Outcome.VERIFIED, "verified", REFERENCE, A, (index, platform), 0.1)
+
+
+@pytest.mark.parametrize("outcome", list(Outcome), ids=lambda o: o.label)
+@pytest.mark.parametrize("count", [1, 3], ids=["alone", "batch"])
+def test_verify_documents_of_every_outcome_validate(outcome: Outcome, count: int) -> None:
+    if outcome is Outcome.VERIFIED:
+        result = verified_result()
+    else:
+        failing = ManifestResult(A, mediatypes.OCI_MANIFEST, None, outcome, "why")
+        result = ImageResult(f"{REFERENCE}:v1", outcome, "why", REFERENCE, A, (failing,))
+    text = render("json", result, count)
+    assert (len(text.splitlines()) == 1) == (count > 1)  # a batch: JSON lines; alone: indented
+    document = json.loads(text)
+    valid(document, "verify")
+    assert document["outcome"] == outcome.label and document["exitCode"] == outcome.exit_code
+    invalid({**document, "exitCode": 11 if outcome.exit_code != 11 else 12}, "verify")
+
+
+def test_verify_document_of_an_unresolved_image_validates() -> None:
+    for image, reference in [("not a reference!", None), ("ghcr.io/o/gone:v1", "ghcr.io/o/gone")]:
+        result = ImageResult(image, Outcome.NOT_FOUND, "no such image", reference)
+        document = json.loads(render("json", result, 1))
+        valid(document, "verify")
+        assert document["image"] == image and document["digest"] is None
+
+
+def test_verify_schema_refuses_what_no_verify_prints() -> None:
+    document = json.loads(render("json", verified_result(), 1))
+    invalid({**document, "verified": False}, "verify")
+    invalid({**document, "outcome": "unsigned"}, "verify")
+    invalid({**document, "extra": 1}, "verify")
+    invalid({**document, "digest": "not-a-digest"}, "verify")
+    invalid({**document, "reference": "ghcr.io/O/app:v1"}, "verify")
+    invalid({k: v for k, v in document.items() if k != "image"}, "verify")
+    invalid({**document, "identity": {"aud": "x"}}, "verify")
+
+
+def test_verify_cli_documents_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real CLI, offline (bundle files and a JWKS file, no network): verified, verified with an
+    attestation, missing attestation, policy mismatch; ``image`` exactly as given."""
+    signature, attestation, jwks = (tmp_path / n for n in ("sig.json", "att.json", "jwks.json"))
+    signature.write_bytes(dump(world().signature))
+    attestation.write_bytes(dump(world().attestation))
+    jwks.write_text(json.dumps(world().keys.jwks))
+    image = f"oci://{REFERENCE}@{DIGEST}"
+    offline = [
+        *("verify", image, "--jwks", str(jwks), "--no-trust-repo", "--expiry-policy", "never"),
+        *("--bundle", str(signature), "-o", "json"),
+    ]
+    attested = ("--bundle", str(attestation), "--attestation", PROVENANCE)
+    cases = [
+        (("--repository", REPOSITORY), "verified"),
+        (("--repository", REPOSITORY, *attested), "verified"),
+        (("--repository", REPOSITORY, "--attestation", PROVENANCE), "missing-attestation"),
+        (("--repository", "octo-org/other"), "policy-mismatch"),
+    ]
+    for extra, outcome in cases:
+        code = main([*offline, *extra])
+        document = json.loads(capsys.readouterr().out)
+        valid(document, "verify")
+        assert (document["outcome"], document["exitCode"]) == (outcome, code), extra
+        assert document["image"] == image
+        assert (document["reference"], document["digest"]) == (REFERENCE, DIGEST)
+
+
+# --- sign ----------------------------------------------------------------------------------------
+
+
+def signing_result() -> SigningResult:
+    identity = SignerIdentity(
+        issuer="https://token.actions.githubusercontent.com",
+        subject="repo:o/app:ref:refs/tags/v1",
+        repository="o/app",
+        job_workflow_ref="o/app/.github/workflows/release.yml@refs/tags/v1",
+        run_attempt="1",
+    )
+    return SigningResult(
+        reference=Reference.parse("ghcr.io/o/app:v1").with_digest(A),
+        digest=A,
+        identity=identity,
+        manifests=(
+            SignedManifest(A, mediatypes.OCI_INDEX, None, C, is_index=True),
+            SignedManifest(
+                B, mediatypes.OCI_MANIFEST, "linux/amd64", D, (Attestation(PROVENANCE, C),)
+            ),
+        ),
+    )
+
+
+def test_sign_document_validates_with_image_as_given() -> None:
+    document = signing_result().to_dict(image="oci://ghcr.io/o/app:v1")
+    valid(json.loads(json.dumps(document)), "sign")
+    assert document["image"] == "oci://ghcr.io/o/app:v1"
+    assert document["reference"] == "ghcr.io/o/app"
+    assert document["digest"] == A
+    # The library's default, for callers that did not keep what was given: the pinned reference.
+    assert signing_result().to_dict()["image"] == f"ghcr.io/o/app:v1@{A}"
+    valid(signing_result().to_dict(), "sign")
+
+
+def test_sign_schema_claims_are_the_signer_identity_members() -> None:
+    claims = schema("sign")["properties"]["claims"]
+    assert claims["propertyNames"]["enum"] == [f.name for f in dataclasses.fields(SignerIdentity)]
+
+
+def test_sign_schema_refuses_the_old_shape() -> None:
+    document = signing_result().to_dict(image="ghcr.io/o/app:v1")
+    invalid({**document, "reference": f"ghcr.io/o/app:v1@{A}"}, "sign")
+    invalid({k: v for k, v in document.items() if k != "image"}, "sign")
+
+
+# --- inspect -------------------------------------------------------------------------------------
+
+
+def image_tree() -> ImageTree:
+    signature = Descriptor(
+        mediatypes.OCI_MANIFEST,
+        D,
+        600,
+        annotations={"dev.opk-sign.repository": "o/app"},
+        artifact_type=SIGNATURE_ARTIFACT_TYPE,
+    )
+    platform = Descriptor(
+        mediatypes.OCI_MANIFEST, B, 500, platform=Platform("linux", "arm64", "v8")
+    )
+    root = TreeNode(
+        Descriptor(mediatypes.OCI_INDEX, A, 700),
+        manifests=[TreeNode(platform, referrers=[TreeNode(signature)])],
+        referrers=[TreeNode(dataclasses.replace(signature, digest=C, extra={"x-new": 1}))],
+    )
+    return ImageTree(Reference.parse("ghcr.io/o/app:v1"), root)
+
+
+def test_inspect_document_validates_with_image_as_given() -> None:
+    document = image_tree().to_dict(image="ghcr.io/o/app:v1")
+    valid(json.loads(json.dumps(document)), "inspect")
+    assert (document["image"], document["reference"]) == ("ghcr.io/o/app:v1", "ghcr.io/o/app")
+    assert document["digest"] == A
+    assert document["manifests"][0]["platform"] == "linux/arm64/v8"
+    invalid({**document, "manifests": [{"digest": B}]}, "inspect")
+    invalid({k: v for k, v in document.items() if k != "reference"}, "inspect")
