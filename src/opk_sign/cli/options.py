@@ -25,6 +25,12 @@ from opk_sign.oci.credentials import ExplicitCredentials
 from opk_sign.oci.dockerconfig import DockerConfig
 from opk_sign.oci.keychain import Keychain
 from opk_sign.policy import FIELDS, NO_REGEX, AllOf
+from opk_sign.urls import (
+    ENV_INSECURE_REGISTRIES,
+    INSECURE_REGISTRY_FLAG,
+    InsecureRegistries,
+    parse_registry_host,
+)
 from opk_sign.verify.options import (
     OptionsFor,
     VerifyOptions,
@@ -90,6 +96,15 @@ def add_policy_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="a YAML or JSON policy file (same fields, with all-of / any-of); see docs/verify.md",
+    )
+    policy.add_argument(
+        "--signed-repository",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a repository the image may have been signed in besides its own, e.g. the source "
+        "of `opk-sign copy` or of a mirror (repeatable); a signature made for any other "
+        "repository is still refused, and the signer must still satisfy the policy",
     )
 
 
@@ -174,6 +189,7 @@ def verify_options(args: argparse.Namespace) -> VerifyOptions | OptionsFor:
         expiry=args.expiry_policy,
         attestations=args.attestation,
         platform=args.platform,
+        signed_in=args.signed_repository,
         http=http_config(args),
     )
 
@@ -190,7 +206,9 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         "registry credentials",
         "Explicit credentials (for one registry) come first, then the docker config "
         "(credHelpers, credsStore, auths), then anonymous access. Secrets are read from the "
-        f"environment ({ENV_PASSWORD}, {ENV_TOKEN}) or stdin, never from the command line.",
+        f"environment ({ENV_PASSWORD}, {ENV_TOKEN}) or stdin, never from the command line. "
+        "Registries are reached over HTTPS; plain HTTP only on loopback and to the registries "
+        f"named with {INSECURE_REGISTRY_FLAG} or ${ENV_INSECURE_REGISTRIES}.",
     )
     group.add_argument(
         "--registry-username",
@@ -222,6 +240,30 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         f"{DEFAULT_HTTP.exchange_timeout:g}); verify also bounds each image and the run by it "
         "(docs/verify.md, Deadlines)",
     )
+    group.add_argument(
+        INSECURE_REGISTRY_FLAG,
+        dest="insecure_registries",
+        action="append",
+        default=[],
+        type=_registry_host,
+        metavar="HOST[:PORT]",
+        help="reach this registry over plain HTTP (repeatable; also "
+        f"${ENV_INSECURE_REGISTRIES}, comma- or space-separated): exactly as written, so "
+        "10.0.0.5:5000 is not 10.0.0.5 on another port, and a token server on plain HTTP must "
+        "be named too. Anyone on the network can read and change what is sent, credentials "
+        "included; loopback registries need no flag, every other registry gets HTTPS",
+    )
+
+
+def _registry_host(text: str) -> str:
+    try:
+        parse_registry_host(text, INSECURE_REGISTRY_FLAG)
+    except UsageError as err:
+        # argparse names the option itself: "argument --insecure-registry: ..."
+        raise argparse.ArgumentTypeError(
+            err.diagnostics().removeprefix(f"{INSECURE_REGISTRY_FLAG}: ")
+        ) from None
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -272,6 +314,9 @@ def registry_client(
         host, username=username, password=password, token=token, source=source
     )
     docker_config = DockerConfig.load(args.docker_config, environ=env)
+    insecure = InsecureRegistries.parse(getattr(args, "insecure_registries", None) or ())
     return RegistryClient(
-        Keychain.default(explicit, docker_config=docker_config), http_config(args)
+        Keychain.default(explicit, docker_config=docker_config),
+        http_config(args),
+        insecure_registries=insecure.union(InsecureRegistries.from_environment(env)),
     )

@@ -12,7 +12,7 @@ import base64
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,7 +24,14 @@ from opk_sign.http import HTTPConfig
 from opk_sign.jose import parse_json
 from opk_sign.oci.credentials import Credential
 from opk_sign.oci.keychain import Keychain
-from opk_sign.urls import is_loopback_url
+from opk_sign.urls import (
+    ENV_INSECURE_REGISTRIES,
+    INSECURE_REGISTRY_FLAG,
+    NO_INSECURE_REGISTRIES,
+    InsecureRegistries,
+    is_loopback_host,
+    url_host,
+)
 
 #: Tokens without ``expires_in`` live 60 s (distribution's token spec); we renew a little early.
 DEFAULT_TOKEN_LIFETIME = 60.0
@@ -174,10 +181,22 @@ def basic_authorization(credential: Credential) -> str:
 class Authenticator:
     """Per-run authentication state shared by every thread of a RegistryClient."""
 
-    def __init__(self, session: requests.Session, keychain: Keychain, http: HTTPConfig) -> None:
+    def __init__(
+        self,
+        session: requests.Session,
+        keychain: Keychain,
+        http: HTTPConfig,
+        *,
+        insecure: InsecureRegistries = NO_INSECURE_REGISTRIES,
+        plain_http: Callable[[str], None] | None = None,
+    ) -> None:
         self._session = session
         self._keychain = keychain
         self._http = http
+        #: Token realms over plain HTTP are taken only on loopback or a host named insecure.
+        self._insecure = insecure
+        #: Told the ``host[:port]`` of each plain-HTTP token request off loopback (a warning).
+        self._plain_http = plain_http
         self._schemes: dict[str, _Scheme] = {}
         self._tokens: dict[str, list[_Token]] = {}
         self._lock = threading.Lock()
@@ -275,15 +294,39 @@ class Authenticator:
                 self._tokens[registry] = [*kept, token]
             return value
 
+    def _check_realm(self, registry: str, realm: str) -> None:
+        """A token realm is HTTPS, or plain HTTP on loopback or on a host itself named insecure
+        (the registry's being named does not extend to its token server)."""
+        parts = urlsplit(realm)
+        host = url_host(realm)
+        if parts.scheme == "https" and host:
+            return
+        if parts.scheme == "http" and host and self._insecure.allows_http(host):
+            if self._plain_http is not None and not is_loopback_host(host):
+                self._plain_http(host)
+            return
+        if parts.scheme == "http" and host:
+            also = (
+                f"; naming {registry} does not cover its token server"
+                if self._insecure.named(registry)
+                else ""
+            )
+            raise RegistryAuthError(
+                f"{registry} sends us to a token server over plain http ({realm!r}); refusing "
+                "to send credentials there",
+                hint=f"if {host} is meant to be reached over plain HTTP, name it: "
+                f"{INSECURE_REGISTRY_FLAG} {host} (or ${ENV_INSECURE_REGISTRIES}){also}",
+            )
+        raise RegistryAuthError(
+            f"{registry} sends us to a token server that is not an https:// URL ({realm!r}); "
+            "refusing to send credentials there"
+        )
+
     def _fetch(
         self, registry: str, scheme: _Scheme, scopes: Sequence[Scope], credential: Credential
     ) -> tuple[str, float]:
         realm = scheme.realm or ""
-        if not (realm.startswith("https://") or is_loopback_url(realm)):
-            raise RegistryAuthError(
-                f"{registry} sends us to a token server over plain http ({realm!r}); refusing "
-                "to send credentials there"
-            )
+        self._check_realm(registry, realm)
         scope_strings = [str(s) for s in scopes]
         params: dict[str, str | list[str]] = {"scope": scope_strings}
         if scheme.service:

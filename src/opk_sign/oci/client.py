@@ -12,9 +12,10 @@ not be reached or kept failing after retries. "Unavailable" is never read as "no
 
 from __future__ import annotations
 
+import os
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import IO
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
@@ -65,6 +66,7 @@ from opk_sign.oci.transport import (
     Transport,
     rewind,
 )
+from opk_sign.urls import InsecureRegistries
 
 RefLike = Reference | str
 
@@ -77,7 +79,15 @@ _BLOB_UNKNOWN_RETRIES = 3
 
 
 class RegistryClient:
-    """A client for OCI registries, safe to share between threads."""
+    """A client for OCI registries, safe to share between threads.
+
+    Registries are reached over HTTPS; plain HTTP only on loopback and for the registries in
+    ``insecure_registries`` (exactly as named: docs/registry.md, "Plain HTTP"). Without it, they
+    are read from ``$OPK_SIGN_INSECURE_REGISTRIES`` (a bad value is a UsageError), as the
+    keychain defaults to the docker config; pass ``InsecureRegistries()`` for none. The first
+    plain-HTTP exchange with each host off loopback is a warning through ``notice`` (default:
+    a line on stderr).
+    """
 
     def __init__(
         self,
@@ -85,11 +95,20 @@ class RegistryClient:
         http: HTTPConfig = DEFAULT_HTTP,
         *,
         fallback_settle: float = DEFAULT_FALLBACK_SETTLE,
+        insecure_registries: InsecureRegistries | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.http = http
+        self.insecure_registries = (
+            insecure_registries
+            if insecure_registries is not None
+            else InsecureRegistries.from_environment(os.environ)
+        )
         self.keychain = credentials if credentials is not None else Keychain.default()
         self.fallback_settle = fallback_settle
-        self.transport = Transport(self.keychain, http)
+        self.transport = Transport(
+            self.keychain, http, insecure=self.insecure_registries, notice=notice
+        )
         self.auth = self.transport.auth
         self._referrers_api: dict[str, bool] = {}
         # Repositories known to hold the empty config blob: checked once per run, not per referrer.
@@ -506,7 +525,7 @@ class RegistryClient:
     ) -> list[Descriptor] | None:
         """The referrers API answer (all pages), or None if the registry has no referrers API."""
         what = f"referrers of {ref.name}@{digest}"
-        url = f"{ref.api_base}/v2/{ref.repository}/referrers/{digest}"
+        url = f"{self.transport.base(ref)}/v2/{ref.repository}/referrers/{digest}"
         params = {"artifactType": artifact_type} if artifact_type else None
         found: list[Descriptor] = []
         for page in range(limits.MAX_REFERRERS_PAGES):

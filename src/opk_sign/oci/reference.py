@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from opk_sign.errors import OpkSignError, UsageError
 from opk_sign.oci.digest import split_digest
-from opk_sign.urls import is_loopback_host
+from opk_sign.urls import InsecureRegistries, is_loopback_host
 
 DOCKER_HUB = "docker.io"
 #: Where docker.io's registry API actually lives.
@@ -58,8 +58,8 @@ class Reference:
         if text.lower().startswith(("http://", "https://")):
             raise UsageError(
                 f"invalid image reference {text!r}: an image reference has no URL scheme",
-                hint="drop the scheme, e.g. registry.example:5000/o/app:v1 (HTTPS is used, plain "
-                "HTTP only for loopback registries)",
+                hint="drop the scheme, e.g. registry.example:5000/o/app:v1 (HTTPS is used; plain "
+                "HTTP only for loopback registries and those named with --insecure-registry)",
             )
         if text != text.strip():
             raise UsageError(f"invalid image reference {text!r}: surrounding whitespace")
@@ -109,12 +109,21 @@ class Reference:
 
     @property
     def scheme(self) -> str:
-        """Plain HTTP for loopback registries, as docker does; HTTPS everywhere else."""
+        """The scheme with no registry named insecure: plain HTTP for loopback registries, as
+        docker does; HTTPS everywhere else. A ``RegistryClient`` decides with the registries it
+        was told are insecure (:meth:`api_base_with`); a reference never reads the environment.
+        """
         return "http" if is_loopback_host(self.registry) else "https"
 
     @property
     def api_base(self) -> str:
+        """``scheme://api_host`` with no registry named insecure (see :attr:`scheme`)."""
         return f"{self.scheme}://{self.api_host}"
+
+    def api_base_with(self, insecure: InsecureRegistries) -> str:
+        """``scheme://api_host``, plain HTTP where the registry is loopback or named in
+        ``insecure`` (exactly as named: docs/registry.md, "Plain HTTP")."""
+        return f"{insecure.scheme(self.registry)}://{self.api_host}"
 
     def with_digest(self, digest: str) -> Reference:
         _check_digest(f"{self}@{digest}", digest)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator, Mapping
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import IO, NoReturn
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -35,6 +37,14 @@ from opk_sign.jose import parse_json
 from opk_sign.oci.auth import Authenticator, Scope
 from opk_sign.oci.keychain import Keychain
 from opk_sign.oci.reference import Reference
+from opk_sign.urls import (
+    ENV_INSECURE_REGISTRIES,
+    INSECURE_REGISTRY_FLAG,
+    NO_INSECURE_REGISTRIES,
+    InsecureRegistries,
+    is_loopback_host,
+    url_host,
+)
 
 Body = bytes | IO[bytes]
 #: Bytes read from a response at a time.
@@ -71,16 +81,56 @@ def _registry_time(doing: str) -> Iterator[None]:
         raise _as_registry(err) from None
 
 
-class Transport:
-    """Requests to registries, safe to share between threads."""
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
-    def __init__(self, keychain: Keychain, http: HTTPConfig) -> None:
+
+class Transport:
+    """Requests to registries, safe to share between threads.
+
+    Registries are reached over HTTPS, or plain HTTP where ``insecure`` allows it (loopback, or
+    named insecure); the first plain-HTTP exchange with each host off loopback is a warning
+    through ``notice`` (default: a line on stderr).
+    """
+
+    def __init__(
+        self,
+        keychain: Keychain,
+        http: HTTPConfig,
+        *,
+        insecure: InsecureRegistries = NO_INSECURE_REGISTRIES,
+        notice: Callable[[str], None] | None = None,
+    ) -> None:
         self.http = http
+        self.insecure = insecure
+        self._notice = notice if notice is not None else _stderr
+        self._warned: set[str] = set()
+        self._warned_lock = threading.Lock()
         self._session = new_session(http)
         # Writes of the fallback referrers index are never retried blindly: a retry would write
         # a stale merge. The update loop re-reads and merges instead.
         self._once = new_session(replace(http, retries=0))
-        self.auth = Authenticator(self._session, keychain, http)
+        self.auth = Authenticator(
+            self._session, keychain, http, insecure=insecure, plain_http=self.plain_http
+        )
+
+    def base(self, ref: Reference) -> str:
+        """``scheme://host`` of ``ref``'s registry API: HTTPS unless loopback or named insecure."""
+        return ref.api_base_with(self.insecure)
+
+    def plain_http(self, host: str) -> None:
+        """Warn, once per host and run, that we talk plain HTTP to ``host`` (off loopback)."""
+        key = host.lower()
+        with self._warned_lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        # Named, or where a named (or loopback) registry sent us: an upload Location, a link.
+        named = self.insecure.source(host) or "the registry sent us there"
+        self._notice(
+            f"warning: plain HTTP to {host} ({named}): anyone on the network can read and "
+            "change what is sent"
+        )
 
     def close(self) -> None:
         self._session.close()
@@ -121,12 +171,13 @@ class Transport:
         extra_scopes: tuple[Scope, ...] = (),
     ) -> requests.Response:
         """Send one request to ``ref``'s registry, answering an auth challenge once."""
+        base = self.base(ref)
         if url is None:
-            url = f"{ref.api_base}/v2/{ref.repository}/{path}"
-        with _registry_time(f"registry {ref.registry}: {method} {_shown(url, ref)}"):
+            url = f"{base}/v2/{ref.repository}/{path}"
+        with _registry_time(f"registry {ref.registry}: {method} {_shown(url, base)}"):
             scope = Scope.repository(ref.repository, push=push)
             send_headers = dict(headers or {})
-            ours = _same_origin(url, ref.api_base)  # never send credentials to a storage redirect
+            ours = _same_origin(url, base)  # never send credentials to a storage redirect
             sent = self.auth.authorization(ref.registry, scope) if ours else None
             if sent:
                 send_headers["Authorization"] = sent
@@ -167,6 +218,8 @@ class Transport:
         retry: bool,
     ) -> requests.Response:
         session = self._session if retry else self._once
+        if urlsplit(url).scheme == "http" and not is_loopback_host(url_host(url)):
+            self.plain_http(url_host(url))
         try:
             return session.request(
                 method,
@@ -182,6 +235,11 @@ class Transport:
             raise RegistryUnavailableError(
                 f"{method} {_redact(url)}: the registry kept failing: {err}",
                 hint="the registry is down or rate-limiting us; try again later",
+            ) from None
+        except requests.exceptions.SSLError as err:
+            raise RegistryUnavailableError(
+                f"{method} {_redact(url)}: could not reach the registry over HTTPS: {_reason(err)}",
+                hint=_tls_hint(url),
             ) from None
         except (requests.ConnectionError, requests.Timeout) as err:
             raise RegistryUnavailableError(
@@ -213,7 +271,7 @@ class Transport:
         location = resp.headers.get("Location")
         if not location:
             raise RegistryError(f"{what}: the registry started an upload without a Location")
-        return urljoin(resp.url or ref.api_base, location)
+        return urljoin(resp.url or self.base(ref), location)
 
     def fail(self, resp: requests.Response, what: str) -> NoReturn:
         status = resp.status_code
@@ -256,10 +314,20 @@ def _add_scopes(challenge: str, scopes: tuple[Scope, ...]) -> str:
     return f'{challenge},scope="{extra}"'
 
 
-def _shown(url: str, ref: Reference) -> str:
+def _tls_hint(url: str) -> str:
+    """What to do when the TLS handshake failed: most often a registry serving plain HTTP."""
+    host = url_host(url)
+    return (
+        f"if {host} serves plain HTTP (no TLS), name it with {INSECURE_REGISTRY_FLAG} {host} "
+        f"or in ${ENV_INSECURE_REGISTRIES}: plain HTTP is used only for loopback and the "
+        "registries named; else check its certificate"
+    )
+
+
+def _shown(url: str, base: str) -> str:
     """The URL for people: its path on the registry, or the whole of it (no query) elsewhere."""
     parts = urlsplit(url)
-    if _same_origin(url, ref.api_base):
+    if _same_origin(url, base):
         return parts.path
     return urlunsplit(parts._replace(query="", fragment=""))
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from opk_sign import deadline
 from opk_sign.bundle import (
@@ -43,9 +43,9 @@ from opk_sign.errors import (
     VerificationError,
 )
 from opk_sign.oci import limits, mediatypes
-from opk_sign.oci.client import RegistryClient
+from opk_sign.oci.client import RefLike, RegistryClient
 from opk_sign.oci.descriptor import Descriptor, Platform
-from opk_sign.oci.manifest import ImageManifest, parse_manifest
+from opk_sign.oci.manifest import ImageManifest, Manifest, parse_manifest
 from opk_sign.oci.reference import Reference, image_key
 from opk_sign.pktoken.verify import VerifiedPKToken
 from opk_sign.policy import AllOf, AnyOf, ClaimPolicy, IdentityPolicy
@@ -85,11 +85,35 @@ def _trust_kwargs(options: VerifyOptions) -> dict[str, Any]:
     return kwargs
 
 
+class ImageSource(Protocol):
+    """Where an image's manifests, referrers and bundles are read: a registry
+    (:class:`~opk_sign.oci.client.RegistryClient`) or an offline kit
+    (:class:`opk_sign.verify.kit.KitSource`). Verification is the same over either."""
+
+    def pull_manifest(self, ref: RefLike, digest: str | None = None) -> tuple[Descriptor, bytes]:
+        """The manifest's descriptor and bytes, checked against the digest asked for."""
+        ...
+
+    def parse(self, descriptor: Descriptor, data: bytes) -> Manifest:
+        """The manifest ``data`` parsed as ``descriptor`` says."""
+        ...
+
+    def list_referrers(
+        self, repo: RefLike, digest: str, artifact_type: str | None = None
+    ) -> list[Descriptor]:
+        """The referrers of ``digest``."""
+        ...
+
+    def get_blob(self, repo: RefLike, digest: str, max_size: int = ...) -> bytes:
+        """A blob's bytes, checked against ``digest``."""
+        ...
+
+
 # --- one image ----------------------------------------------------------------------------------
 
 
 def verify_image(
-    client: RegistryClient, image: str, options: VerifyOptions | OptionsFor
+    client: ImageSource, image: str, options: VerifyOptions | OptionsFor
 ) -> ImageResult:
     """Verify one image; every failure becomes an outcome, never an exception."""
     started = time.monotonic()
@@ -135,7 +159,7 @@ def verify_image(
 
 
 def _verify_tree(
-    client: RegistryClient,
+    client: ImageSource,
     ref: Reference,
     descriptor: Descriptor,
     data: bytes,
@@ -182,7 +206,7 @@ def _platform_text(platform: Platform | None) -> str | None:
 
 
 def _verify_manifest(
-    client: RegistryClient,
+    client: ImageSource,
     ref: Reference,
     descriptor: Descriptor,
     platform: str | None,
@@ -369,7 +393,7 @@ def _message(
 
 
 def _fetch_bundle(
-    client: RegistryClient, ref: Reference, subject: str, referrer: Descriptor, artifact_type: str
+    client: ImageSource, ref: Reference, subject: str, referrer: Descriptor, artifact_type: str
 ) -> Bundle:
     """The bundle a referrer holds; the artifact manifest's shape is checked before the blob."""
     descriptor, data = client.pull_manifest(ref, referrer.digest)
@@ -424,7 +448,7 @@ def decide_bundle(
 
 
 def _check_signature(
-    client: RegistryClient,
+    client: ImageSource,
     ref: Reference,
     digest: str,
     referrer: Descriptor,
@@ -445,7 +469,7 @@ def _check_signature(
 
 
 def _check_attestation(
-    client: RegistryClient,
+    client: ImageSource,
     ref: Reference,
     digest: str,
     referrer: Descriptor,
@@ -519,7 +543,9 @@ def verify_images(
     keys = [image_key(image) for image in images]
     distinct = list(dict.fromkeys(keys))
     if len(distinct) < len(images):
-        first = {key: images[keys.index(key)] for key in distinct}
+        first: dict[str, str] = {}
+        for image, key in zip(images, keys, strict=True):
+            first.setdefault(key, image)
         decided: dict[str, ImageResult] = {}
         results = verify_images(
             [first[key] for key in distinct],
