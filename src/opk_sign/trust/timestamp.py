@@ -118,7 +118,13 @@ class TSATrust:
                 f"TSA certificates: not PEM certificates ({err})",
                 hint="expected -----BEGIN CERTIFICATE----- blocks, leaf first, root last",
             ) from None
-        return cls.from_certificates(certificates)
+        try:
+            for certificate in certificates:  # parsed lazily: read every part we use now
+                _ = (certificate.subject, certificate.issuer, certificate.extensions)
+                certificate.public_key()
+            return cls.from_certificates(certificates)
+        except ValueError as err:
+            raise TrustError(f"TSA certificates: a certificate is malformed ({err})") from None
 
     @classmethod
     def from_file(cls, path: Path | str) -> TSATrust:

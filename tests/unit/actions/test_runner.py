@@ -194,6 +194,8 @@ UNREACHABLE: frozenset[str] = frozenset(
         "--url",
         "--keys-dir",
         "--force",
+        # An offline kit's verify command: a CLI command to run, whichever tool wrote the kit.
+        "--from-dir",
     }
 )
 #: Verification flags: the signing action never verifies.

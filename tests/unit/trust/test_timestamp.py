@@ -483,3 +483,15 @@ def test_signing_options_refuse_plain_http_off_loopback() -> None:
     with pytest.raises(UsageError, match="must use https"):
         SigningOptions(timestamp_url="http://tsa.example/api/v1/timestamp")
     assert SigningOptions().timestamp_url is None  # the library timestamps only when asked
+
+
+def test_a_certificate_with_a_malformed_name_is_a_trust_error() -> None:
+    """cryptography parses names lazily: a malformed issuer (a PrintableString tag turned into a
+    constructed one, found by tests/unit/test_user_files_property.py) must be refused as a
+    TrustError when the file is read, never a ValueError later."""
+    chain = Path(__file__).resolve().parents[2] / "assets" / "timestamps" / "tsa-chain.pem"
+    pem = chain.read_bytes()
+    broken = pem.replace(b"BgNVBAMTDVRlc3Q", b"BgNVBAMkDVRlc3Q", 1)
+    assert broken != pem
+    with pytest.raises(TrustError, match="malformed"):
+        TSATrust.from_pem(broken)
