@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Final, NoReturn
 
 from opk_sign._version import __version__
-from opk_sign.cli import copy, dev, inspect, sign, signals, trust, verify
+from opk_sign.cli import copy, dev, download, inspect, sign, signals, trust, verify
 from opk_sign.cli import prcheck as pr_check
 from opk_sign.errors import EXIT_USAGE, OpkSignError
 
@@ -23,7 +23,7 @@ EXIT_BROKEN_PIPE: Final = 141
 EXIT_TERMINATED: Final = 143
 
 #: Every subcommand, in the order ``opk-sign --help`` lists them.
-SUBCOMMANDS: Final = (sign, verify, pr_check, inspect, copy, trust, dev)
+SUBCOMMANDS: Final = (sign, verify, pr_check, inspect, copy, download, trust, dev)
 
 
 class Parser(argparse.ArgumentParser):

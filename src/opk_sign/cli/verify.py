@@ -74,6 +74,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="verify IMAGE (NAME@sha256:...) from bundle files without any registry: the "
         "signature bundle, plus an attestation bundle per --attestation TYPE (repeatable)",
     )
+    what.add_argument(
+        "--from-dir",
+        type=Path,
+        metavar="DIR",
+        help="verify IMAGE (NAME@sha256:...) from an offline kit written by `opk-sign download`, "
+        "with no network at all: its bundles, JWKS, JWKS archive and TSA certificates (--jwks, "
+        "--jwks-archive, --tsa-certs override them); see docs/offline.md",
+    )
     out = parser.add_argument_group("output")
     out.add_argument(
         "-o",
@@ -143,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     images = read_images(args)
+    if args.from_dir is not None:
+        result, kit_options = _verify_kit(args, images)
+        return report(args, [result], 1, kit_options)
     with deadline.within(args.timeout or DEFAULT_HTTP.exchange_timeout, "fetching trust data"):
         options = verify_options(args)
     if args.bundle is not None:
@@ -164,6 +175,83 @@ def run(args: argparse.Namespace) -> int:
     ):
         results = verify_images(images, options, client=client, jobs=jobs, image_timeout=per_image)
         return report(args, results, len(images), options)
+
+
+def _verify_kit(
+    args: argparse.Namespace, images: list[str]
+) -> tuple[ImageResult, VerifyOptions | OptionsFor | None]:
+    """One image from an offline kit: the trust material is the kit's, the trust repository's
+    cache is used offline when one is installed, and nothing is fetched."""
+    from opk_sign.cli.options import http_config, policy_fields
+    from opk_sign.errors import FormatError
+    from opk_sign.oci.reference import Reference
+    from opk_sign.verify.image import verify_image
+    from opk_sign.verify.kit import (
+        JWKS_ARCHIVE_FILE,
+        JWKS_FILE,
+        POLICY_FILE,
+        TSA_CERTS_FILE,
+        KitSource,
+    )
+    from opk_sign.verify.options import (
+        build_policy,
+        build_verify_options,
+        no_policy_error,
+        trust_installed,
+    )
+    from opk_sign.verify.outcome import ImageResult, Outcome
+
+    if len(images) != 1 or args.bundle is not None:
+        raise UsageError("--from-dir verifies one image: give exactly one NAME@sha256:...")
+    (image,) = images
+    if Reference.parse(image, default_tag=None).digest is None:
+        raise UsageError(
+            f"--from-dir needs the image by digest, not {image!r}",
+            hint="give NAME@sha256:..., the digest you expect (the kit's own says nothing)",
+        )
+    try:
+        kit = KitSource(args.from_dir)
+    except FormatError as err:
+        return ImageResult(image, Outcome.INVALID, err.diagnostics()), None
+    asked = Reference.parse(image, default_tag=None).digest
+    if asked not in kit.digests():
+        found = ", ".join(sorted(kit.digests())) or "nothing"
+        message = f"the kit in {args.from_dir} is not of {asked} (it holds {found})"
+        return ImageResult(image, Outcome.NOT_FOUND, message), None
+    jwks = args.jwks or kit.trust_file(JWKS_FILE)
+    if jwks is None:
+        raise UsageError(f"the kit in {args.from_dir} has no JWKS", hint="give --jwks FILE")
+    issuer = kit.issuer()
+    if args.jwks is None and issuer is not None and issuer != args.issuer:
+        raise UsageError(
+            f"the kit holds the JWKS of {issuer}, not of {args.issuer}",
+            hint=f"verify with --issuer {issuer}, or give --jwks FILE",
+        )
+    policy = build_policy(policy_fields(args), args.policy, issuer=args.issuer)
+    use_trust = args.trust_repo and trust_installed()
+    if policy is None and not use_trust:
+        error = no_policy_error()
+        if kit.trust_file(POLICY_FILE) is not None:
+            error.hint = (
+                f"the trust repository's policy for the name when it was downloaded is in "
+                f"{args.from_dir / POLICY_FILE}: give --policy with it if you trust it"
+            )
+        raise error
+    options = build_verify_options(
+        policy=policy,
+        issuer=args.issuer,
+        jwks_file=jwks,
+        jwks_archive_file=args.jwks_archive or kit.trust_file(JWKS_ARCHIVE_FILE),
+        tsa_certs_file=args.tsa_certs or kit.trust_file(TSA_CERTS_FILE),
+        trust_repository=use_trust,
+        offline=True,
+        expiry=args.expiry_policy,
+        attestations=args.attestation,
+        platform=args.platform,
+        signed_in=args.signed_repository,
+        http=http_config(args),
+    )
+    return verify_image(kit, image, options), options
 
 
 def _registry_of(image: str) -> str:
@@ -191,7 +279,7 @@ def report(
     args: argparse.Namespace,
     results: Iterable[ImageResult],
     count: int,
-    options: VerifyOptions | OptionsFor,
+    options: VerifyOptions | OptionsFor | None,
 ) -> int:
     """Print each image's outcome as soon as it is decided (in input order, flushed: a batch can
     be followed through a pipe), then the summary; the exit code is the worst outcome."""
@@ -208,7 +296,7 @@ def report(
                 done.append(result)
                 _clear_progress(show_progress)
                 print(render(args.output, result, count), flush=True)
-                if args.vsa is not None and result.verified:
+                if args.vsa is not None and result.verified and options is not None:
                     vsa_lines.append(_vsa_line(result, options))
                 if show_progress:
                     _progress(len(done), count, sum(not r.verified for r in done))

@@ -385,6 +385,13 @@ def no_policy_error(trust_repository: bool = False) -> UsageError:
 # --- trust material -----------------------------------------------------------------------------
 
 
+def trust_installed() -> bool:
+    """Whether a TUF trust repository is installed (``opk-sign trust init``)."""
+    from opk_sign.trust.client import CONFIG_FILE, default_trust_dir
+
+    return (default_trust_dir() / CONFIG_FILE).is_file()
+
+
 def installed_trust_client(
     *,
     offline: bool = False,
@@ -393,9 +400,9 @@ def installed_trust_client(
 ) -> TrustClient | None:
     """The installed TUF trust repository, refreshed once (rollback, freeze, mix-and-match:
     TrustError, exit 14); None when none is installed and ``offline`` is not asked for."""
-    from opk_sign.trust.client import CONFIG_FILE, TrustClient, default_trust_dir
+    from opk_sign.trust.client import TrustClient
 
-    if not offline and not (default_trust_dir() / CONFIG_FILE).is_file():
+    if not offline and not trust_installed():
         return None
     client = TrustClient(offline=offline, session=new_session(http))
     client.refresh()
