@@ -22,6 +22,7 @@ import pytest
 
 from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.bundle import ATTESTATION_ARTIFACT_TYPE, SIGNATURE_ARTIFACT_TYPE, Bundle
+from opk_sign.cli.main import main as cli_main
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import ExplicitCredentials
 from opk_sign.oci.keychain import Keychain
@@ -191,8 +192,21 @@ def test_signs_writes_outputs_and_summary_and_hides_secrets(
 
     assert run.code == 0, run.stdout + run.stderr
     outputs = run.outputs
-    assert set(outputs) == {"digest", "signatures", "attestations", "identity", "issuer"}
+    assert set(outputs) == {
+        *("digest", "signatures", "attestations", "identity", "issuer", "bundle-path")
+    }
     assert outputs["digest"] == pushed.digest
+    # The bundles, as an offline kit in the workspace (a relative path later steps can use),
+    # that verifies with no registry: bundles and the issuer's JWKS are in it.
+    kit = tmp_path / "workspace" / outputs["bundle-path"]
+    assert outputs["bundle-path"] == f".opk-sign/{pushed.digest.split(':')[1]}"
+    offline = [
+        *("verify", "--from-dir", str(kit), f"{Reference.parse(ref).name}@{pushed.digest}"),
+        *("--issuer", emulator.issuer, "--no-trust-repo"),
+        *("--repository", emulator.claims("")["repository"]),
+        *("--attestation", "https://slsa.dev/provenance/v1"),
+    ]
+    assert cli_main(offline) == 0
     signatures, attestations = (
         json.loads(outputs["signatures"]),
         json.loads(outputs["attestations"]),

@@ -8,15 +8,18 @@ print them, and are never written anywhere.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 from actions_toolkit import core
 
 from opk_sign.actions import runner
 from opk_sign.errors import UsageError
 from opk_sign.oci.credentials import ExplicitCredentials
+from opk_sign.oci.digest import split_digest
 from opk_sign.oci.dockerconfig import DockerConfig
 from opk_sign.oci.keychain import Keychain
 from opk_sign.oci.reference import Reference
@@ -25,7 +28,13 @@ from opk_sign.oidc.github import ISSUER_VAR, REQUEST_TOKEN_VAR
 from opk_sign.sign.image import CustomPredicate, SigningOptions, SigningResult, sign_image
 from opk_sign.trust.tsa import DEFAULT_TIMESTAMP_URL, TIMESTAMP_URL_VAR
 
+if TYPE_CHECKING:
+    from opk_sign.oci.client import RegistryClient
+
 GHCR: Final = "ghcr.io"
+#: The bundle-dir input's default, relative to the workspace (a path later steps can use too:
+#: the container sees the workspace at another absolute path than the runner).
+DEFAULT_BUNDLE_DIR: Final = ".opk-sign"
 
 #: The library's flags, in the signing action's terms (see runner.Vocabulary).
 WORDS: Final = runner.COMMON_WORDS | {
@@ -56,6 +65,8 @@ class ActionInputs:
     github_token: str
     #: The timestamp-url input: "" disables timestamps, None means not set at all.
     timestamp_url: str | None = None
+    #: Where in the workspace to write the bundles (an offline kit per image); "" for none.
+    bundle_dir: str = DEFAULT_BUNDLE_DIR
 
 
 def read_inputs() -> ActionInputs:
@@ -74,6 +85,11 @@ def read_inputs() -> ActionInputs:
         # The runner always sets it (action.yml's default when the workflow gives none).
         timestamp_url=(
             runner.text_input("timestamp-url") if runner.input_given("timestamp-url") else None
+        ),
+        bundle_dir=(
+            runner.text_input("bundle-dir")
+            if runner.input_given("bundle-dir")
+            else DEFAULT_BUNDLE_DIR
         ),
     )
 
@@ -204,7 +220,8 @@ def run(env: Mapping[str, str]) -> int:
 
     with RegistryClient(keychain(inputs, reference, env)) as client:
         result = sign_image(reference, provider=provider, client=client, options=options)
-    runner.set_outputs(outputs(result))
+        kit = write_bundles(client, inputs, result, env)
+    runner.set_outputs({**outputs(result), "bundle-path": kit})
     runner.append_summary(summary_markdown(result), env)
     core.info(f"signed {result.reference} as {result.identity.principal}")
     for manifest in result.manifests:
@@ -213,6 +230,35 @@ def run(env: Mapping[str, str]) -> int:
         for attestation in manifest.attestations:
             core.info(f"    attestation {attestation.referrer} ({attestation.predicate_type})")
     return 0
+
+
+def write_bundles(
+    client: RegistryClient, inputs: ActionInputs, result: SigningResult, env: Mapping[str, str]
+) -> str:
+    """The image's offline kit (docs/offline.md), as `opk-sign download` writes it, under the
+    bundle-dir input in the workspace; its path relative to the workspace ("" when disabled)."""
+    if not inputs.bundle_dir:
+        return ""
+    from opk_sign.oidc.discovery import JWKSCache
+    from opk_sign.verify.kit import KIT_FILE, TrustMaterial, download_kit
+
+    workspace = Path(env.get("GITHUB_WORKSPACE") or ".").resolve()
+    relative = Path(inputs.bundle_dir) / split_digest(result.digest)[1]
+    directory = (workspace / relative).resolve()
+    if not directory.is_relative_to(workspace) or relative.is_absolute():
+        raise UsageError(
+            f"the bundle-dir input {inputs.bundle_dir!r} leads out of the workspace",
+            hint="give a path relative to the workspace, e.g. .opk-sign",
+        )
+    if directory.exists():
+        if not (directory / KIT_FILE).is_file():
+            raise UsageError(f"{relative} exists and is not a kit written by opk-sign")
+        shutil.rmtree(directory)  # the same digest signed again in this job: the newer kit
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    reference = f"{result.reference.repo()}@{result.digest}"
+    material = TrustMaterial(jwks=JWKSCache().get(result.issuer))
+    download_kit(client, reference, directory, issuer=result.issuer, material=material)
+    return relative.as_posix()
 
 
 def main() -> int:

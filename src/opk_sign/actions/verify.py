@@ -55,7 +55,7 @@ WORDS: Final = runner.COMMON_WORDS | {
     "flags (--repository ...)": "policy inputs (repository, signer-workflow ...)",
     # verify/bundle.py, a copy signed in another repository: only a policy file can say so.
     "say so: --signed-repository {}": "say so in the policy file: `signed-repository: {}`",
-    "--signed-repository": "the policy file's signed-repository",
+    "--signed-repository": "the signed-repository input",
     # oci/auth.py's hint for a registry that wants credentials none were given for.
     "(--registry-username with OPK_SIGN_REGISTRY_PASSWORD, or OPK_SIGN_REGISTRY_TOKEN)": (
         "(the github-token input, for ghcr.io)"
@@ -71,6 +71,8 @@ class VerifyActionInputs:
     policy_file: str = ""
     issuer: str = ""
     attestations: tuple[str, ...] = ()
+    #: Repositories the images may have been signed in besides their own (copies, mirrors).
+    signed_repositories: tuple[str, ...] = ()
     fail_on_error: bool = True
     github_token: str = ""
 
@@ -97,6 +99,7 @@ def read_inputs() -> VerifyActionInputs:
         policy_file=runner.text_input("policy-file"),
         issuer=runner.text_input("issuer"),
         attestations=runner.lines_input("attestation"),
+        signed_repositories=runner.lines_input("signed-repository"),
         fail_on_error=runner.bool_input("fail-on-error", default=True),
         github_token=github_token,
     )
@@ -114,6 +117,7 @@ def verification(inputs: VerifyActionInputs, env: Mapping[str, str]) -> VerifyOp
         policy=build_policy(inputs.policy, policy_file, issuer=issuer),
         issuer=issuer,
         attestations=inputs.attestations,
+        signed_in=inputs.signed_repositories,
     )
 
 

@@ -26,8 +26,9 @@ EPILOG = """\
 exit codes (stable; with several images, the highest of their codes):
   0   verified: every image has a valid signature satisfying the policy
   2   usage: bad arguments, unreadable policy file, no policy
-  10  no signatures found (or no attestation of a required --attestation type)
-  11  valid signatures, none satisfying the policy (the claim that failed is named)
+  10  no signatures found
+  11  valid signatures, none satisfying the policy (the claim that failed is named), or
+      missing-attestation: signed, but no attestation of a required --attestation type
   12  signatures present but none valid (tampered, replayed from another image, unknown key)
   13  registry or network error: the outcome is unknown (never reported as unsigned)
   14  trust material error: the issuer's JWKS or the trust repository is unavailable or invalid
@@ -40,6 +41,9 @@ examples:
   opk-sign verify --images-from images.txt --policy policy.yml --output json
   opk-sign verify app@sha256:... --bundle sig.json --jwks github-jwks.json --repository o/app
   opk-sign verify docker.io/library/alpine:3   # the policy from the trust repository's mapping
+  opk-sign verify registry.example/mirror/app:v1 --repository octo-org/app \\
+      --signed-repository ghcr.io/octo-org/app     # a copy: where it was signed
+  opk-sign verify --from-dir app-kit ghcr.io/octo-org/app@sha256:... --repository octo-org/app
 """
 
 

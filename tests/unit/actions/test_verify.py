@@ -123,6 +123,17 @@ def test_inputs_become_the_verify_commands_options() -> None:
     assert f"iss == '{GITHUB_ISSUER}'" in described
 
 
+def test_the_signed_repository_input_names_where_copies_were_signed() -> None:
+    names = "ghcr.io/octo-org/app\n# the mirror's source\nalpine\n"
+    inputs = read_inputs(with_policy(**{"signed-repository": names}))
+    assert inputs.signed_repositories == ("ghcr.io/octo-org/app", "alpine")
+    options = verification(inputs, {})
+    assert isinstance(options, VerifyOptions)
+    assert options.signed_repositories == ("ghcr.io/octo-org/app", "docker.io/library/alpine")
+    with pytest.raises(UsageError, match="names a tag or digest"):
+        verification(read_inputs(with_policy(**{"signed-repository": "ghcr.io/o/app:v1"})), {})
+
+
 def _issuers(inputs: VerifyActionInputs, environ: dict[str, str]) -> frozenset[str]:
     options = verification(inputs, environ)
     assert isinstance(options, VerifyOptions)
@@ -225,7 +236,9 @@ def _subparser(name: str) -> argparse.ArgumentParser:
     return found
 
 
-VERIFY_ONLY = {"images", "images_from", "bundle", "output", "vsa", "jobs", "progress", "func"}
+VERIFY_ONLY = {
+    *("images", "images_from", "bundle", "from_dir", "output", "vsa", "jobs", "progress", "func"),
+}
 
 
 def test_pr_check_takes_every_verification_option_of_verify() -> None:
@@ -249,7 +262,10 @@ def test_cli_and_action_build_their_verification_through_verify_options() -> Non
 def test_the_action_metadata_declares_every_input_the_code_reads() -> None:
     metadata = yaml.safe_load((ROOT / "verify" / "action.yml").read_text())
     inputs: dict[str, Any] = metadata["inputs"]
-    expected = {"images", "policy-file", "attestation", "fail-on-error", "github-token"}
+    expected = {
+        *("images", "policy-file", "attestation", "signed-repository", "fail-on-error"),
+        "github-token",
+    }
     assert set(inputs) == expected | set(policy_field_names())
     assert inputs["images"]["required"] is True
     assert all("default" in spec for name, spec in inputs.items() if name != "images")
