@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from opk_sign._dev.github_oidc import GitHubOIDCEmulator
+from opk_sign.bundle import SIGNATURE_ARTIFACT_TYPE
 from opk_sign.cli.main import main
 from opk_sign.errors import (
     EXIT_INVALID_SIGNATURE,
@@ -215,3 +216,22 @@ def test_download_refuses_a_directory_that_is_not_empty(
     image = kit.image
     assert main(["download", image, "--dir", str(full), "--issuer", kit.issuer]) == EXIT_USAGE
     assert (full / "keep.txt").read_text() == "mine" and len(list(full.iterdir())) == 1
+
+
+@pytest.mark.skipif(shutil.which("oras") is None, reason="needs oras (scripts/setup)")
+def test_oras_reads_the_kit_as_an_oci_layout(kit: Kit) -> None:
+    """Another implementation reads what download writes: oras lists the image's signature and
+    attestation referrers from the layout (its referrers found by their subjects)."""
+    digest = kit.image.split("@", 1)[1]
+    done = subprocess.run(
+        ["oras", "discover", "--oci-layout", f"{kit.directory}@{digest}", "--format", "json"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    index = json.loads((kit.directory / "index.json").read_text())
+    listed = [
+        m["digest"] for m in index["manifests"] if m.get("artifactType") == SIGNATURE_ARTIFACT_TYPE
+    ]
+    assert listed and any(d in done.stdout for d in listed), done.stdout
