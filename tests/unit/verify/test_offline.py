@@ -10,7 +10,6 @@ import pytest
 from opk_sign.bundle import Bundle
 from opk_sign.errors import (
     EXIT_INVALID_SIGNATURE,
-    EXIT_NO_SIGNATURES,
     EXIT_OK,
     EXIT_POLICY_MISMATCH,
     EXIT_USAGE,
