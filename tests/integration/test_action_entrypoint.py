@@ -203,7 +203,7 @@ def test_signs_writes_outputs_and_summary_and_hides_secrets(
     offline = [
         *("verify", "--from-dir", str(kit), f"{Reference.parse(ref).name}@{pushed.digest}"),
         *("--issuer", emulator.issuer, "--no-trust-repo"),
-        *("--repository", emulator.claims("")["repository"]),
+        *("--repository", str(emulator.claims("")["repository"])),
         *("--attestation", "https://slsa.dev/provenance/v1"),
     ]
     assert cli_main(offline) == 0
