@@ -1,5 +1,6 @@
-"""The JSON documents of `sign`, `verify` and `inspect` (``-o json``) against their published
-schemas (docs/schemas/*.schema.json, draft 2020-12): each schema is valid, the documents the real
+"""The JSON documents of `sign`, `verify`, `inspect` and `download` (``-o json``; download's is
+also the offline kit's ``opk-sign/kit.json``, with ``digests``) against their published schemas
+(docs/schemas/*.schema.json, draft 2020-12): each schema is valid, the documents the real
 formatting code produces validate, ``image``/``reference``/``digest`` mean one thing everywhere,
 and verify's outcome and exit-code enums are exactly opk_sign.verify.outcome.Outcome's."""
 
@@ -22,12 +23,22 @@ from opk_sign.oci.descriptor import Descriptor, Platform
 from opk_sign.oci.inspect import ImageTree, TreeNode
 from opk_sign.oci.reference import Reference
 from opk_sign.sign.image import Attestation, SignedManifest, SigningResult
+from opk_sign.verify.kit import (
+    JWKS_ARCHIVE_FILE,
+    JWKS_FILE,
+    KIT_MEDIA_TYPE,
+    POLICY_FILE,
+    TSA_CERTS_FILE,
+    KitReport,
+)
 from opk_sign.verify.outcome import BundleCheck, ImageResult, ManifestResult, Outcome
 from tests.unit.attacks.world import DIGEST, PROVENANCE, REFERENCE, REPOSITORY, dump, world
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 #: What every document means by these keys (one definition, copied into each schema).
 SHARED = ("image", "reference", "digest")
+#: The commands whose ``-o json`` document has a schema (named <command>.schema.json).
+COMMANDS = ("sign", "verify", "inspect", "download")
 A, B, C, D = ("sha256:" + c * 64 for c in "abcd")
 
 
@@ -51,16 +62,18 @@ def test_every_schema_is_a_valid_draft_2020_12_schema(path: Path) -> None:
     jsonschema.Draft202012Validator.check_schema(document)
 
 
-def test_the_three_commands_have_schemas() -> None:
-    assert {"sign", "verify", "inspect"} <= {p.name.split(".")[0] for p in SCHEMAS.iterdir()}
+def test_the_commands_have_schemas() -> None:
+    assert set(COMMANDS) <= {p.name.split(".")[0] for p in SCHEMAS.iterdir()}
 
 
 def test_image_reference_and_digest_mean_the_same_in_every_document() -> None:
     definitions: dict[str, tuple[str, Any]] = {}
+    checked: set[str] = set()
     for path in sorted(SCHEMAS.glob("*.schema.json")):
         document = json.loads(path.read_text())
         if "image" not in document.get("properties", {}):
             continue
+        checked.add(path.name.split(".")[0])
         for key in SHARED:
             definitions.setdefault(key, (path.name, document["$defs"][key]))
             first, definition = definitions[key]
@@ -68,6 +81,7 @@ def test_image_reference_and_digest_mean_the_same_in_every_document() -> None:
             assert key in document["required"], (path.name, key)
             assert f"#/$defs/{key}" in json.dumps(document["properties"][key]), (path.name, key)
     assert set(definitions) == set(SHARED)
+    assert set(COMMANDS) <= checked
 
 
 # --- verify --------------------------------------------------------------------------------------
@@ -234,3 +248,96 @@ def test_inspect_document_validates_with_image_as_given() -> None:
     assert document["manifests"][0]["platform"] == "linux/arm64/v8"
     invalid({**document, "manifests": [{"digest": B}]}, "inspect")
     invalid({k: v for k, v in document.items() if k != "reference"}, "inspect")
+
+
+# --- download (and kit.json) ---------------------------------------------------------------------
+
+ALL_FILES = {
+    "jwks": JWKS_FILE,
+    "jwksArchive": JWKS_ARCHIVE_FILE,
+    "tsaCertificates": TSA_CERTS_FILE,
+    "policy": POLICY_FILE,
+}
+
+
+def kit_report(*, policy: bool = True) -> KitReport:
+    return KitReport(
+        image="ghcr.io/o/app:v1",
+        reference="ghcr.io/o/app",
+        digest=A,
+        directory=Path("app-kit"),
+        issuer="https://token.actions.githubusercontent.com",
+        manifests=[
+            {"digest": A, "mediaType": mediatypes.OCI_INDEX, "platform": None},
+            {"digest": B, "mediaType": mediatypes.OCI_MANIFEST, "platform": "linux/arm64/v8"},
+        ],
+        bundles=3,
+        skipped=[f"{C}: expected one layer of type application/vnd.dev.opk-sign.bundle"],
+        files=dict(ALL_FILES) if policy else {"jwks": JWKS_FILE},
+        policy={
+            "rule": "ghcr.io/o/**",
+            "policy": "policies/o.json",
+            "signedName": "ghcr.io/o/app",
+            "signedRepositories": ["registry.example/o/app"],
+        }
+        if policy
+        else None,
+    )
+
+
+def test_download_schema_names_the_kit_files() -> None:
+    properties = schema("download")["properties"]
+    assert properties["mediaType"]["const"] == KIT_MEDIA_TYPE
+    files = properties["files"]["properties"]
+    assert {name: member["const"] for name, member in files.items()} == ALL_FILES
+    names = ["oci-layout", "index.json", *ALL_FILES.values()]
+    assert properties["digests"]["propertyNames"]["enum"] == names
+
+
+@pytest.mark.parametrize("policy", [True, False], ids=["policy", "no-policy"])
+def test_download_document_validates(policy: bool) -> None:
+    report = kit_report(policy=policy)
+    document = json.loads(json.dumps(report.to_dict()))
+    valid(document, "download")
+    assert ("policy" in document) is policy
+    assert document["verifyCommand"] == f"opk-sign verify --from-dir app-kit ghcr.io/o/app@{A}"
+    # An image with no platform manifests, no bundles, nothing skipped, no trust files.
+    bare = KitReport("app", "docker.io/library/app", A, Path("k"), "https://issuer.example")
+    bare.manifests.append({"digest": A, "mediaType": mediatypes.OCI_MANIFEST, "platform": None})
+    valid(bare.to_dict(), "download")
+
+
+def test_kit_json_with_digests_validates() -> None:
+    document = kit_report().to_dict()
+    digests = {"oci-layout": A, "index.json": B, JWKS_FILE: C, POLICY_FILE: D}
+    valid({**document, "digests": digests}, "download")
+    valid({**document, "digests": {"oci-layout": A, "index.json": B}}, "download")
+
+
+def test_download_schema_refuses_what_no_download_writes() -> None:
+    document = kit_report().to_dict()
+    for key in ("mediaType", "image", "reference", "digest", "files", "verifyCommand"):
+        invalid({k: v for k, v in document.items() if k != key}, "download")
+    invalid({**document, "extra": 1}, "download")
+    invalid({**document, "mediaType": "application/json"}, "download")
+    invalid({**document, "reference": "ghcr.io/o/app:v1"}, "download")
+    invalid({**document, "digest": "not-a-digest"}, "download")
+    invalid({**document, "downloaded": "2025-01-02T03:04:05+00:00"}, "download")
+    invalid({**document, "bundles": -1}, "download")
+    invalid({**document, "bundles": "3"}, "download")
+    invalid({**document, "manifests": []}, "download")
+    invalid(
+        {**document, "manifests": [{"digest": A, "mediaType": mediatypes.OCI_INDEX}]}, "download"
+    )
+    invalid({**document, "skipped": [{"digest": C}]}, "download")
+    invalid({**document, "files": {"jwks": "/etc/jwks.json"}}, "download")
+    invalid({**document, "files": {"kit": "opk-sign/kit.json"}}, "download")
+    invalid({**document, "verifyCommand": "rm -rf /"}, "download")
+    invalid(
+        {**document, "policy": {**document["policy"], "signedName": "ghcr.io/O/app"}}, "download"
+    )
+    invalid({**document, "policy": {"rule": "ghcr.io/o/**"}}, "download")
+    invalid({**document, "digests": {"oci-layout": A}}, "download")  # index.json always listed
+    invalid({**document, "digests": {"oci-layout": A, "index.json": "x"}}, "download")
+    digests = {"oci-layout": A, "index.json": B, "opk-sign/kit.json": C}
+    invalid({**document, "digests": digests}, "download")  # kit.json cannot list itself
