@@ -150,7 +150,10 @@ def test_a_signature_for_an_unnamed_third_repository_stays_refused(
     named = ("--repository", REPO, "--signed-repository", world.name(world.signed))
     assert cli("verify", destination, *named) == EXIT_INVALID_SIGNATURE
     assert "replayed from another repository" in capsys.readouterr().out
-    assert cli("verify", destination, *named, "--signed-repository", world.name(world.third)) == EXIT_OK
+    assert (
+        cli("verify", destination, *named, "--signed-repository", world.name(world.third))
+        == EXIT_OK
+    )
 
 
 def test_a_policy_file_names_the_signed_repository(
