@@ -107,6 +107,27 @@ def workspace_path(name: str, value: str, env: Mapping[str, str]) -> Path:
     a ``..`` escape or a symlink in the workspace pointing out of it is refused (usage error,
     exit 2), and what is read is the resolved path that was checked.
     """
+    root, real = _inside_workspace(name, value, env, "a file")
+    if not real.is_file():
+        what = "is not a regular file" if real.exists() else "does not exist"
+        raise UsageError(
+            f"the {name!r} input names {value!r}, which {what} in the workspace ({root})"
+        )
+    return real
+
+
+def workspace_dir(name: str, value: str, env: Mapping[str, str]) -> tuple[Path, Path]:
+    """The workspace and the directory a directory input names in it (which need not exist
+    yet), resolved and confined as :func:`workspace_path` confines files."""
+    root, real = _inside_workspace(name, value, env, "a directory")
+    if real.exists() and not real.is_dir():
+        raise UsageError(f"the {name!r} input names {value!r}, which is not a directory")
+    return root, real
+
+
+def _inside_workspace(
+    name: str, value: str, env: Mapping[str, str], what: str
+) -> tuple[Path, Path]:
     where = env.get("GITHUB_WORKSPACE") or os.getcwd()
     try:
         root = Path(where).resolve(strict=True)
@@ -120,16 +141,11 @@ def workspace_path(name: str, value: str, env: Mapping[str, str]) -> Path:
     if not real.is_relative_to(root):
         shown = "" if real == given else f" (it leads to {real})"
         raise UsageError(
-            f"the {name!r} input must name a file in the workspace: {value!r} is outside it{shown}",
+            f"the {name!r} input must name {what} in the workspace: {value!r} is outside it{shown}",
             hint=f"give a path relative to the workspace ({root}), e.g. a file of the checkout;"
             " a symlink is followed and must stay inside it too",
         )
-    if not real.is_file():
-        what = "is not a regular file" if real.exists() else "does not exist"
-        raise UsageError(
-            f"the {name!r} input names {value!r}, which {what} in the workspace ({root})"
-        )
-    return real
+    return root, real
 
 
 def docker_config_dir(env: Mapping[str, str]) -> Path | None:

@@ -11,7 +11,6 @@ import json
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from actions_toolkit import core
@@ -242,14 +241,9 @@ def write_bundles(
     from opk_sign.oidc.discovery import JWKSCache
     from opk_sign.verify.kit import KIT_FILE, TrustMaterial, download_kit
 
-    workspace = Path(env.get("GITHUB_WORKSPACE") or ".").resolve()
-    relative = Path(inputs.bundle_dir) / split_digest(result.digest)[1]
-    directory = (workspace / relative).resolve()
-    if not directory.is_relative_to(workspace) or relative.is_absolute():
-        raise UsageError(
-            f"the bundle-dir input {inputs.bundle_dir!r} leads out of the workspace",
-            hint="give a path relative to the workspace, e.g. .opk-sign",
-        )
+    workspace, parent = runner.workspace_dir("bundle-dir", inputs.bundle_dir, env)
+    directory = parent / split_digest(result.digest)[1]
+    relative = directory.relative_to(workspace)
     if directory.exists():
         if not (directory / KIT_FILE).is_file():
             raise UsageError(f"{relative} exists and is not a kit written by opk-sign")

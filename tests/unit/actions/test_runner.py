@@ -335,4 +335,19 @@ def test_every_file_input_of_both_actions_goes_through_workspace_path() -> None:
         for input_name in inputs:
             assert f'runner.workspace_path("{input_name}"' in text
         assert "Path(inputs." not in text and "Path(env" not in text
+    assert 'runner.workspace_dir("bundle-dir"' in (SRC / "actions" / "sign.py").read_text()
     assert runner.workspace_path is workspace_path
+
+
+def test_a_directory_input_is_confined_to_the_workspace(workspace: Path, tmp_path: Path) -> None:
+    env = {"GITHUB_WORKSPACE": str(workspace)}
+    assert runner.workspace_dir("bundle-dir", ".opk-sign", env) == (
+        workspace,
+        workspace / ".opk-sign",
+    )
+    for escape in ("..", "/tmp", "sub/../../x"):
+        with pytest.raises(UsageError, match="must name a directory in the workspace"):
+            runner.workspace_dir("bundle-dir", escape, env)
+    (workspace / "link").symlink_to(tmp_path)
+    with pytest.raises(UsageError, match="outside"):
+        runner.workspace_dir("bundle-dir", "link/kits", env)
