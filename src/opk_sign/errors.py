@@ -10,6 +10,8 @@ actions and the library agree on one contract:
 
 from __future__ import annotations
 
+import re
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -149,3 +151,18 @@ class TokenRequestError(OpkSignError):
 
 class SigningError(OpkSignError):
     """A signing run failed; the message says which manifests were signed and which not."""
+
+
+def printable(text: str) -> str:
+    """``text`` for a terminal or a log: control characters (escape sequences, carriage
+    returns, bidirectional overrides) shown as ``\\x..``/``\\u....`` escapes, line breaks and
+    tabs kept. Messages carry text registries, kits and signed payloads wrote."""
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")

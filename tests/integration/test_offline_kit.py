@@ -5,6 +5,7 @@ with no usable interface, and refuses a kit with any file changed, each with its
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -235,3 +236,92 @@ def test_oras_reads_the_kit_as_an_oci_layout(kit: Kit) -> None:
         m["digest"] for m in index["manifests"] if m.get("artifactType") == SIGNATURE_ARTIFACT_TYPE
     ]
     assert listed and any(d in done.stdout for d in listed), done.stdout
+
+
+# --- hostile kits (the red team's findings) ------------------------------------------------------
+
+
+def _copy(kit: Kit, tmp_path: Path, name: str) -> Path:
+    copy = tmp_path / name
+    shutil.copytree(kit.directory, copy)
+    return copy
+
+
+def test_trust_material_from_outside_replaces_the_kits_whole(
+    kit: Kit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Your own --jwks without the key: the kit's JWKS and archive, which have it, are not used
+    # (else whoever edits the kit could add a key next to your JWKS).
+    empty = tmp_path / "empty-jwks.json"
+    empty.write_text('{"keys": []}')
+    assert main([*offline(kit)[3:-1], "--jwks", str(empty), kit.image]) == EXIT_INVALID_SIGNATURE
+    assert "invalid (exit 12)" in capsys.readouterr().out
+    # The kit's own JWKS, named explicitly, is your choice.
+    mine = kit.directory / "opk-sign" / "jwks.json"
+    assert main([*offline(kit)[3:-1], "--jwks", str(mine), kit.image]) == EXIT_OK
+
+
+def test_a_fifo_symlink_or_missing_blob_is_refused_without_hanging(
+    kit: Kit, tmp_path: Path
+) -> None:
+    fifo = _copy(kit, tmp_path, "fifo")
+    os.mkfifo(fifo / "blobs" / "sha256" / ("a" * 64))
+    linked = _copy(kit, tmp_path, "linked")
+    shutil.move(linked / "blobs", tmp_path / "elsewhere")
+    (linked / "blobs").symlink_to(tmp_path / "elsewhere")
+    missing = _copy(kit, tmp_path, "missing")
+    (missing / "blobs" / "sha256" / kit.image.split(":")[-1]).unlink()
+    for directory in (fifo, linked, missing):
+        done = subprocess.run(
+            offline(kit, directory), check=False, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == EXIT_INVALID_SIGNATURE, (directory, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def _reseal(directory: Path, change: dict[str, object]) -> None:
+    """What anyone holding a kit can do without a key: edit kit.json and make every digest
+    agree again. The kit must then still be judged by its bundles, never crash the reader."""
+    from opk_sign.oci.digest import sha256_digest
+
+    kit_json = directory / KIT_FILE
+    doc = json.loads(kit_json.read_text())
+    doc.update(change)
+    description = {k: v for k, v in doc.items() if k != "digests"}
+    canonical = json.dumps(description, indent=2, ensure_ascii=False) + "\n"
+    index = json.loads((directory / "index.json").read_text())
+    index["annotations"]["dev.opk-sign.kit.description"] = sha256_digest(canonical.encode())
+    (directory / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    doc["digests"]["index.json"] = sha256_digest((directory / "index.json").read_bytes())
+    kit_json.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"manifests": 5},
+        {"digest": ["x"]},
+        {"manifests": [{"digest": "\n\x1b[1A\x1b[2Kforged"}]},
+        {"issuer": 7},
+    ],
+    ids=["manifests-not-a-list", "digest-not-a-string", "escape-sequences", "issuer-not-a-string"],
+)
+def test_a_resealed_kit_json_of_the_wrong_shape_is_refused_cleanly(
+    kit: Kit, tmp_path: Path, change: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = _copy(kit, tmp_path, "resealed")
+    _reseal(copy, change)
+    assert main(offline(kit, copy)[3:]) == EXIT_INVALID_SIGNATURE
+    assert "\x1b" not in capsys.readouterr().out
+
+
+def test_download_refuses_a_symlink_or_a_missing_parent(
+    kit: Kit, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "empty")
+    for where in (tmp_path / "link", tmp_path / "no" / "such" / "kit"):
+        argv = ["download", kit.image, "--dir", str(where), "--issuer", kit.issuer]
+        assert main(argv) == EXIT_USAGE, where
+    assert not (tmp_path / "no").exists()  # nothing created on the way
+    assert "does not exist" in capsys.readouterr().err

@@ -49,6 +49,8 @@ WORDS: Final = runner.COMMON_WORDS | {
         "(the registry-username and registry-password inputs)"
     ),
     "--registry-username": "the registry-username input",
+    # verify/kit.py: where the kit goes.
+    "--dir": "the bundle-dir input",
 }
 
 

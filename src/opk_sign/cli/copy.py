@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
             # verifier is told where it was signed, and by whom (which the copy cannot know).
             print(
                 f"signatures name {source.name}; verify the copy with:\n  {command}\n"
-                "  (--repository: the signer its annotation claims; require the one you trust)"
+                "  (--repository: the signer the signatures claim, unverified, or OWNER/REPO when "
+                "they claim several: require the one you trust)"
             )
     return 0
 
@@ -74,12 +75,16 @@ _HINT = re.compile(r"[A-Za-z0-9-]{1,39}/[A-Za-z0-9._-]{1,100}")
 
 
 def _claimed_signer(report: CopyReport) -> str:
-    """The signer repository the signatures' annotations claim, else a placeholder: only a hint
-    for the command shown; verification checks the signed PK token."""
-    for referrer in report.top_referrers:
-        if referrer.artifact_type != SIGNATURE_ARTIFACT_TYPE:
-            continue
-        claimed = referrer.annotations.get(ANNOTATION_REPOSITORY, "")
-        if _HINT.fullmatch(claimed):
-            return claimed
+    """The signer repository the signatures' annotations claim, when they all claim one; else a
+    placeholder. Only a hint for the command shown (verification checks the signed PK token):
+    where several signers are claimed, the user must say which one they trust."""
+    claimed = {
+        referrer.annotations.get(ANNOTATION_REPOSITORY, "")
+        for referrer in report.top_referrers
+        if referrer.artifact_type == SIGNATURE_ARTIFACT_TYPE
+    }
+    if len(claimed) == 1:
+        (only,) = claimed
+        if _HINT.fullmatch(only):
+            return only
     return "OWNER/REPO"

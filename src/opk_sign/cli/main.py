@@ -15,7 +15,7 @@ from typing import Any, Final, NoReturn
 from opk_sign._version import __version__
 from opk_sign.cli import copy, dev, download, inspect, sign, signals, trust, verify
 from opk_sign.cli import prcheck as pr_check
-from opk_sign.errors import EXIT_USAGE, OpkSignError
+from opk_sign.errors import EXIT_USAGE, OpkSignError, printable
 
 #: 128 + the signal's number, as shells report a process the signal ended.
 EXIT_INTERRUPTED: Final = 130
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except OpkSignError as err:
-        print(f"error: {err.diagnostics()}", file=sys.stderr)
+        print(f"error: {printable(err.diagnostics())}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt as interrupt:
         print("interrupted", file=sys.stderr)

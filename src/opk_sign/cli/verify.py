@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from opk_sign.cli import signals
 from opk_sign.cli.options import add_registry_options, add_verification_options, verify_options
-from opk_sign.errors import EXIT_USAGE, UsageError
+from opk_sign.errors import EXIT_USAGE, UsageError, printable
 
 if TYPE_CHECKING:
     from opk_sign.verify.options import OptionsFor, VerifyOptions
@@ -184,12 +184,15 @@ def run(args: argparse.Namespace) -> int:
 def _verify_kit(
     args: argparse.Namespace, images: list[str]
 ) -> tuple[ImageResult, VerifyOptions | OptionsFor | None]:
-    """One image from an offline kit: the trust material is the kit's, the trust repository's
-    cache is used offline when one is installed, and nothing is fetched."""
+    """One image from an offline kit, nothing fetched. The trust material is the kit's, unless
+    any comes from outside (--jwks, --jwks-archive, --tsa-certs, an installed trust repository,
+    used from its cache): then only that, none of the kit's."""
     from opk_sign.cli.options import http_config, policy_fields
     from opk_sign.errors import FormatError
     from opk_sign.oci.reference import Reference
+    from opk_sign.pktoken.verify import StaticJWKS
     from opk_sign.verify.image import verify_image
+    from opk_sign.verify.keys import jwks_from_file
     from opk_sign.verify.kit import (
         JWKS_ARCHIVE_FILE,
         JWKS_FILE,
@@ -217,45 +220,59 @@ def _verify_kit(
         kit = KitSource(args.from_dir)
     except FormatError as err:
         return ImageResult(image, Outcome.INVALID, err.diagnostics()), None
-    asked = Reference.parse(image, default_tag=None).digest
-    if asked not in kit.digests():
-        found = ", ".join(sorted(kit.digests())) or "nothing"
-        message = f"the kit in {args.from_dir} is not of {asked} (it holds {found})"
-        return ImageResult(image, Outcome.NOT_FOUND, message), None
-    jwks = args.jwks or kit.trust_file(JWKS_FILE)
-    if jwks is None:
-        raise UsageError(f"the kit in {args.from_dir} has no JWKS", hint="give --jwks FILE")
-    issuer = kit.issuer()
-    if args.jwks is None and issuer is not None and issuer != args.issuer:
-        raise UsageError(
-            f"the kit holds the JWKS of {issuer}, not of {args.issuer}",
-            hint=f"verify with --issuer {issuer}, or give --jwks FILE",
-        )
-    policy = build_policy(policy_fields(args), args.policy, issuer=args.issuer)
-    use_trust = args.trust_repo and trust_installed()
-    if policy is None and not use_trust:
-        error = no_policy_error()
-        if kit.trust_file(POLICY_FILE) is not None:
-            error.hint = (
-                f"the trust repository's policy for the name when it was downloaded is in "
-                f"{args.from_dir / POLICY_FILE}: give --policy with it if you trust it"
+    with kit:
+        asked = Reference.parse(image, default_tag=None).digest
+        if asked not in kit.digests():
+            found = ", ".join(sorted(kit.digests())) or "nothing"
+            message = f"the kit in {args.from_dir} is not of {asked} (it holds {found})"
+            return ImageResult(image, Outcome.NOT_FOUND, message), None
+        policy = build_policy(policy_fields(args), args.policy, issuer=args.issuer)
+        use_trust = args.trust_repo and trust_installed()
+        if policy is None and not use_trust:
+            error = no_policy_error()
+            if kit.trust_file(POLICY_FILE) is not None:
+                error.hint = (
+                    f"the trust repository's policy for the name when it was downloaded is in "
+                    f"{args.from_dir / POLICY_FILE}: give --policy with it if you trust it"
+                )
+            raise error
+        # Trust material from outside the kit replaces the kit's whole: a kit's archive added
+        # to your own --jwks would let whoever edits the kit add a key (docs/offline.md).
+        external = use_trust or any((args.jwks, args.jwks_archive, args.tsa_certs))
+        if external:
+            keys = (
+                jwks_from_file(args.jwks, args.issuer)
+                if args.jwks
+                else StaticJWKS(args.issuer, {"keys": []})
             )
-        raise error
-    options = build_verify_options(
-        policy=policy,
-        issuer=args.issuer,
-        jwks_file=jwks,
-        jwks_archive_file=args.jwks_archive or kit.trust_file(JWKS_ARCHIVE_FILE),
-        tsa_certs_file=args.tsa_certs or kit.trust_file(TSA_CERTS_FILE),
-        trust_repository=use_trust,
-        offline=True,
-        expiry=args.expiry_policy,
-        attestations=args.attestation,
-        platform=args.platform,
-        signed_in=args.signed_repository,
-        http=http_config(args),
-    )
-    return verify_image(kit, image, options), options
+            archive, tsa = args.jwks_archive, args.tsa_certs
+        else:
+            kit_jwks = kit.trust_file(JWKS_FILE)
+            if kit_jwks is None:
+                raise UsageError(f"the kit in {args.from_dir} has no JWKS", hint="give --jwks FILE")
+            issuer = kit.issuer()
+            if issuer != args.issuer:
+                raise UsageError(
+                    f"the kit holds the JWKS of {issuer}, not of {args.issuer}",
+                    hint=f"verify with --issuer {issuer}, or give --jwks FILE",
+                )
+            keys = jwks_from_file(kit_jwks, args.issuer)
+            archive, tsa = kit.trust_file(JWKS_ARCHIVE_FILE), kit.trust_file(TSA_CERTS_FILE)
+        options = build_verify_options(
+            policy=policy,
+            issuer=args.issuer,
+            keys=keys,
+            jwks_archive_file=archive,
+            tsa_certs_file=tsa,
+            trust_repository=use_trust,
+            offline=True,
+            expiry=args.expiry_policy,
+            attestations=args.attestation,
+            platform=args.platform,
+            signed_in=args.signed_repository,
+            http=http_config(args),
+        )
+        return verify_image(kit, image, options), options
 
 
 def _registry_of(image: str) -> str:
@@ -322,7 +339,7 @@ def render(output: str, result: ImageResult, count: int) -> str:
 
     if output == "json":
         return json.dumps(result.to_dict(), indent=2 if count == 1 else None)
-    return format_result(result)
+    return printable(format_result(result))
 
 
 def _finish(args: argparse.Namespace, done: list[ImageResult], vsa: list[str], count: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
@@ -124,14 +125,26 @@ class LayoutReader:
 
 
 def _read(path: Path, max_size: int, what: str) -> bytes:
-    """A regular file of at most ``max_size`` bytes, never through a symlink."""
+    return read_regular_file(path, max_size, what)
+
+
+def read_regular_file(path: Path, max_size: int, what: str) -> bytes:
+    """At most ``max_size`` bytes of a regular file, refused (FormatError) if it is anything
+    else: a symlink is not followed, and a FIFO or device is never opened for reading (a FIFO
+    would block forever). Checked on the open descriptor, so a file swapped in between is
+    caught too."""
     try:
-        if path.is_symlink() or not path.is_file():
-            raise FormatError(f"{path}: {what} is missing (or not a regular file)")
-        with path.open("rb") as handle:
-            data = handle.read(max_size + 1)
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise FormatError(f"{path}: {what} is not a regular file")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise FormatError(f"{path}: {what} is missing") from None
     except OSError as err:
         raise FormatError(f"cannot read {what} at {path}: {err.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise FormatError(f"{path}: {what} is not a regular file")
+        data = handle.read(max_size + 1)
     if len(data) > max_size:
         raise FormatError(f"{what} at {path} is larger than {max_size} bytes")
     return data

@@ -63,7 +63,7 @@ class Reference:
             )
         if text != text.strip():
             raise UsageError(f"invalid image reference {text!r}: surrounding whitespace")
-        if _HEX_ID.match(text):
+        if _HEX_ID.fullmatch(text):
             raise UsageError(
                 f"invalid image reference {text!r}: a 64-hex string is an image ID, not a name",
                 hint="write a digest as name@sha256:<hex>",
@@ -77,7 +77,7 @@ class Reference:
         colon = name.rfind(":")
         if colon > slash:
             name, tag = name[:colon], name[colon + 1 :]
-            if not _TAG.match(tag):
+            if not _TAG.fullmatch(tag):
                 raise UsageError(
                     f"invalid image reference {text!r}: invalid tag {tag!r}",
                     hint="a tag has up to 128 characters from [A-Za-z0-9_.-] and does not start "
@@ -130,7 +130,7 @@ class Reference:
         return replace(self, digest=digest)
 
     def with_tag(self, tag: str | None) -> Reference:
-        if tag is not None and not _TAG.match(tag):
+        if tag is not None and not _TAG.fullmatch(tag):
             raise UsageError(f"invalid tag {tag!r}")
         return replace(self, tag=tag)
 
@@ -167,7 +167,7 @@ def _split_registry(text: str, name: str) -> tuple[str, str]:
         registry, path = DOCKER_HUB, name
     else:
         registry, path = first, name[slash + 1 :]
-        if not _DOMAIN.match(registry):
+        if not _DOMAIN.fullmatch(registry):
             raise UsageError(f"invalid image reference {text!r}: invalid registry {registry!r}")
     if registry == "index.docker.io":
         registry = DOCKER_HUB
@@ -176,9 +176,9 @@ def _split_registry(text: str, name: str) -> tuple[str, str]:
     if not path:
         raise UsageError(f"invalid image reference {text!r}: no repository name")
     for component in path.split("/"):
-        if _PATH_COMPONENT.match(component):
+        if _PATH_COMPONENT.fullmatch(component):
             continue
-        if component and _PATH_COMPONENT.match(component.lower()):
+        if component and _PATH_COMPONENT.fullmatch(component.lower()):
             raise UsageError(f"invalid image reference {text!r}: repository name must be lowercase")
         raise UsageError(
             f"invalid image reference {text!r}: invalid repository path component {component!r}",

@@ -19,8 +19,21 @@ from typing import Any, Final
 from opk_sign.errors import FormatError, UsageError
 from opk_sign.jose import go_json, parse_json_object
 from opk_sign.oci.digest import split_digest
+from opk_sign.oci.reference import Reference
 
 SIGNATURE_TYPE: Final = "opk-sign container image signature"
+
+
+def _is_repository(name: Any) -> bool:
+    """A name as signing writes it (``Reference.name``): normalised, no tag, no digest. A signed
+    payload is attacker-written text that reaches messages; nothing else is a repository."""
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        reference = Reference.parse(name, default_tag=None)
+    except UsageError:
+        return False
+    return reference.tag is None and reference.digest is None and reference.name == name
 
 
 @dataclass(frozen=True)
@@ -31,10 +44,11 @@ class SimpleSigningPayload:
     raw: bytes = field(default=b"", repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.docker_reference or "@" in self.docker_reference:
+        if not _is_repository(self.docker_reference):
+            shown = repr(self.docker_reference)
             raise FormatError(
-                f"simple-signing: docker-reference must be registry/repository, "
-                f"got {self.docker_reference!r}"
+                "simple-signing: docker-reference must be a normalised registry/repository, "
+                f"got {shown if len(shown) <= 300 else shown[:300] + '...'}"
             )
         try:
             split_digest(self.manifest_digest)

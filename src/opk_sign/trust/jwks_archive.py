@@ -49,9 +49,16 @@ def _utc(seconds: int) -> str:
 
 def _time(value: Any, where: str) -> int:
     # bool is an int in Python; JSON true is not a time.
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise TrustError(f"{where} must be a positive integer (UTC seconds), got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= _LAST_SECOND:
+        shown = repr(value) if len(repr(value)) <= 40 else "a huge number"
+        raise TrustError(
+            f"{where} must be a positive integer (UTC seconds, before year 10000), got {shown}"
+        )
     return value
+
+
+#: 9999-12-31T23:59:59Z: times beyond cannot be shown as dates (and mean nothing here).
+_LAST_SECOND: Final = 253402300799
 
 
 def _checked_jwk(jwk: Any, where: str) -> JSONObject:

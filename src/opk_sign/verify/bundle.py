@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from opk_sign.bundle import Bundle
-from opk_sign.errors import FormatError, OSMError, PayloadMismatchError, TimestampError
+from opk_sign.errors import (
+    FormatError,
+    OSMError,
+    PayloadMismatchError,
+    PolicyError,
+    TimestampError,
+)
 from opk_sign.payloads import INTOTO_PAYLOAD_TYPE, Statement, verify_envelope
 from opk_sign.payloads.simplesigning import SimpleSigningPayload
 from opk_sign.pktoken import (
@@ -140,12 +146,21 @@ def verify_signature_bundle(
         payload.docker_reference not in signed_repositories
     ):
         named = "".join(f", {name!r}" for name in signed_repositories)
+        # The remedy only for a signer the policy accepts: never invite a user to name the
+        # repository of a signature made by someone else.
+        try:
+            policy.verify(verified.claims)
+        except PolicyError:
+            hint = None
+        else:
+            hint = (
+                f"if this image is a copy of one signed in {payload.docker_reference}, say so: "
+                f"--signed-repository {payload.docker_reference}"
+            )
         raise PayloadMismatchError(
             f"signature is for repository {payload.docker_reference!r}, not"
             f" {docker_reference!r}{named} (replayed from another repository)",
-            hint="if this image is a copy of one signed in "
-            f"{payload.docker_reference}, and a signer the policy names signed it there, say "
-            f"so: --signed-repository {payload.docker_reference}",
+            hint=hint,
         )
     # 5. The identity policy on the token's claims.
     policy.verify(verified.claims)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,14 +33,15 @@ from opk_sign.errors import (
     FormatError,
     ImageNotFoundError,
     NotFoundError,
+    RegistryError,
     UsageError,
 )
 from opk_sign.jose import parse_json_object
 from opk_sign.oci import limits, mediatypes
 from opk_sign.oci.client import RefLike, RegistryClient, referrer_descriptor
 from opk_sign.oci.descriptor import Descriptor
-from opk_sign.oci.digest import digest_of, sha256_digest, split_digest
-from opk_sign.oci.layout import LayoutReader, LayoutWriter
+from opk_sign.oci.digest import digest_of, is_digest, sha256_digest, split_digest
+from opk_sign.oci.layout import LayoutReader, LayoutWriter, read_regular_file
 from opk_sign.oci.manifest import (
     ImageIndex,
     ImageManifest,
@@ -47,6 +50,7 @@ from opk_sign.oci.manifest import (
     parse_manifest,
 )
 from opk_sign.oci.reference import Reference, as_reference
+from opk_sign.verify.image import MAX_BUNDLES_PER_MANIFEST
 
 if TYPE_CHECKING:
     from opk_sign.trust.client import TrustClient
@@ -62,6 +66,7 @@ TSA_CERTS_FILE: Final = f"{KIT_DIR}/tsa-certs.pem"
 POLICY_FILE: Final = f"{KIT_DIR}/policy.json"
 _KIT_MAX_BYTES: Final = 4 << 20
 _MAX_BLOBS: Final = 20_000
+_MAX_BLOB_BYTES: Final = max(limits.MAX_MANIFEST_BYTES, limits.MAX_BUNDLE_BYTES)
 #: The opk-sign referrers a kit keeps (other referrers are not ours to judge).
 _KINDS: Final = (SIGNATURE_ARTIFACT_TYPE, ATTESTATION_ARTIFACT_TYPE)
 #: The annotation naming an image in a layout's index (image-spec ``annotations.md``).
@@ -136,22 +141,44 @@ def download_kit(
     """Write the kit of ``image`` to ``directory`` (new or empty): all or nothing, since it is
     built beside it and moved into place last."""
     ref = Reference.parse(image)
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise UsageError(
-            f"{directory} exists and is not an empty directory",
-            hint="give a new directory: nothing is overwritten",
-        )
+    directory = _new_directory(directory)
     staging = directory.with_name(f".{directory.name}.partial-{os.getpid()}-{time.monotonic_ns()}")
     try:
         report = _write(
             client, ref, image, staging=staging, final=directory, issuer=issuer, material=material
         )
-        if directory.exists():
-            directory.rmdir()
-        os.replace(staging, directory)
+        try:
+            if directory.exists():
+                directory.rmdir()  # still empty, or this fails: nothing of the user's is lost
+            os.replace(staging, directory)
+        except OSError as err:
+            raise UsageError(
+                f"cannot move the kit into {directory}: {err.strerror} (something was written "
+                "there meanwhile?)",
+                hint="give a new directory",
+            ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+def _new_directory(directory: Path) -> Path:
+    """Where a kit may go: a new or empty directory, not a symlink, in an existing parent."""
+    if directory.is_symlink():
+        raise UsageError(f"{directory} is a symlink", hint="give the directory itself")
+    absolute = Path(os.path.abspath(directory))  # ".." collapsed: the name is the real one
+    if not absolute.name or absolute.parent == absolute:
+        raise UsageError(f"{directory} cannot hold a kit", hint="give a new directory")
+    if absolute.exists() and (not absolute.is_dir() or any(absolute.iterdir())):
+        raise UsageError(
+            f"{directory} exists and is not an empty directory",
+            hint="give a new directory: nothing is overwritten",
+        )
+    if not absolute.parent.is_dir():
+        raise UsageError(
+            f"{absolute.parent} does not exist", hint="create it first, or give another --dir"
+        )
+    return absolute
 
 
 def _write(
@@ -187,9 +214,19 @@ def _write(
         report.manifests.append(
             {"digest": descriptor.digest, "mediaType": descriptor.media_type, "platform": platform}
         )
-        for referrer in client.list_referrers(ref, descriptor.digest):
-            if referrer.artifact_type not in _KINDS:
-                continue
+        referrers = [
+            r for r in client.list_referrers(ref, descriptor.digest) if r.artifact_type in _KINDS
+        ]
+        if len(referrers) > MAX_BUNDLES_PER_MANIFEST:
+            # As verification does (verify.image): more than it would try is a flood, and the
+            # outcome of a kit holding them would be unknown.
+            raise RegistryError(
+                f"{descriptor.digest} has {len(referrers)} opk-sign referrers, more than the "
+                f"{MAX_BUNDLES_PER_MANIFEST} a kit holds",
+                hint="someone may be flooding the image with referrers: list them with "
+                "`opk-sign inspect` and ask the registry to remove the junk",
+            )
+        for referrer in referrers:
             stored = _store_bundle(client, ref, descriptor.digest, referrer, layout)
             if isinstance(stored, str):
                 report.skipped.append(f"{referrer.digest}: {stored}")
@@ -252,9 +289,14 @@ def _store_bundle(
         Bundle.from_json(blob)
     except (FormatError, UsageError) as err:
         return err.message
+    entry = referrer_descriptor(manifest, descriptor.media_type, descriptor.digest)
+    try:
+        Descriptor.from_dict(entry.to_dict())  # what the kit's reader will accept
+    except (FormatError, UsageError) as err:
+        return err.message
     layout.put(blob, layer.digest)
     layout.put(data, descriptor.digest)
-    return referrer_descriptor(manifest, descriptor.media_type, descriptor.digest)
+    return entry
 
 
 def _bundle_layer(manifest: Manifest, subject: str) -> Descriptor:
@@ -304,6 +346,8 @@ class KitSource:
         if not directory.is_dir():
             raise UsageError(f"--from-dir {directory}: no such directory")
         self.directory = directory
+        self._trust: dict[str, bytes] = {}
+        self._private: Path | None = None
         try:
             self.description = self._check_files()
             self.layout = LayoutReader(directory)
@@ -329,30 +373,27 @@ class KitSource:
 
     def _check_files(self) -> dict[str, Any]:
         """kit.json, read strictly, and every file of the kit against it: each named file has
-        the digest kit.json lists, no file is there that it does not list, and every blob
-        matches its name. A kit changed after ``download`` is refused whole (exit 12), whatever
-        was changed; one rewritten whole is caught by the bundles' own checks, unless its trust
-        files were replaced too: pass your own --jwks / --tsa-certs (docs/offline.md)."""
+        the digest kit.json lists, no file is there that it does not list, every blob matches
+        its name, nothing is a symlink or anything but a regular file or directory. A kit
+        changed after ``download`` is refused whole (exit 12), whatever was changed. Each file
+        is read once, bounded; the trust files' checked bytes are kept (:meth:`trust_file`)."""
         root = self.directory
-        path = root / KIT_FILE
-        if path.is_symlink() or not path.is_file():
-            raise FormatError(f"{KIT_FILE} is missing: not a kit written by `opk-sign download`")
-        data = _head(path, _KIT_MAX_BYTES + 1)
-        if len(data) > _KIT_MAX_BYTES:
-            raise FormatError(f"{KIT_FILE} is larger than {_KIT_MAX_BYTES} bytes")
+        for directory in (root, root / "blobs", root / KIT_DIR):
+            _require_directory(directory)
+        data = read_regular_file(root / KIT_FILE, _KIT_MAX_BYTES, KIT_FILE)
         try:
             doc = parse_json_object(data, KIT_FILE)
-        except FormatError as err:
-            raise FormatError(f"{err.message} (altered after download?)") from None
+            text = data.decode()
+        except (FormatError, UnicodeDecodeError) as err:
+            raise FormatError(f"{KIT_FILE} is not JSON we accept ({err}): altered?") from None
         if doc.get("mediaType") != KIT_MEDIA_TYPE:
             raise FormatError(f"{KIT_FILE}: mediaType is not {KIT_MEDIA_TYPE}")
-        if data.decode() != _canonical(doc):
+        if text != _canonical(doc):
             raise FormatError(f"{KIT_FILE} is not as `opk-sign download` writes it (altered?)")
-        digests = doc.get("digests")
-        if not isinstance(digests, dict) or set(digests) - set(_NAMED):
-            raise FormatError(f"{KIT_FILE}: 'digests' must map the kit's files to their digests")
+        _check_description(doc)
+        digests = doc["digests"]
         for name in _NAMED:
-            present = (root / name).exists() or (root / name).is_symlink()
+            present = os.path.lexists(root / name)
             if present != (name in digests):
                 raise FormatError(
                     f"{name} is {'there' if present else 'missing'}, but {KIT_FILE} "
@@ -360,35 +401,39 @@ class KitSource:
                 )
             if not present:
                 continue
-            if (root / name).is_symlink() or not (root / name).is_file():
-                raise FormatError(f"{name} is not a regular file")
-            content = _head(root / name, _KIT_MAX_BYTES + 1)
-            if len(content) > _KIT_MAX_BYTES or sha256_digest(content) != digests[name]:
+            content = read_regular_file(root / name, _KIT_MAX_BYTES, name)
+            if sha256_digest(content) != digests[name]:
                 raise FormatError(f"{name} does not match {KIT_FILE} (altered after download)")
-        for entry in root.iterdir():
-            if entry.name not in {"oci-layout", "index.json", "blobs", KIT_DIR}:
-                raise FormatError(f"{entry.name} is not part of a kit (added after download)")
-        for entry in (root / KIT_DIR).iterdir():
-            if f"{KIT_DIR}/{entry.name}" not in {*_NAMED, KIT_FILE}:
-                raise FormatError(f"{KIT_DIR}/{entry.name} is not part of a kit")
-        blobs = sorted((root / "blobs").rglob("*")) if (root / "blobs").is_dir() else []
-        if len(blobs) > _MAX_BLOBS:
-            raise FormatError(f"more than {_MAX_BLOBS} blobs")
-        for blob in blobs:
-            if blob.is_dir() and not blob.is_symlink():
-                continue
-            digest = f"{blob.parent.name}:{blob.name}"
-            content = _head(blob, limits.MAX_MANIFEST_BYTES + limits.MAX_BUNDLE_BYTES)
-            if blob.is_symlink() or not blob.is_file() or digest_of_blob(content, digest) != digest:
-                raise FormatError(f"blob {digest} does not match its name (altered after download)")
+            self._trust[name] = content
+        _only(root, {"oci-layout", "index.json", "blobs", KIT_DIR})
+        _only(root / KIT_DIR, {n.removeprefix(f"{KIT_DIR}/") for n in (*_NAMED, KIT_FILE)})
+        count = 0
+        with os.scandir(root / "blobs") as algorithms:
+            for algorithm in algorithms:
+                _require_directory(Path(algorithm.path))
+                with os.scandir(algorithm.path) as blobs:
+                    for blob in blobs:
+                        count += 1
+                        if count > _MAX_BLOBS:
+                            raise FormatError(f"more than {_MAX_BLOBS} blobs")
+                        digest = f"{algorithm.name}:{blob.name}"
+                        content = read_regular_file(
+                            Path(blob.path), _MAX_BLOB_BYTES, f"blob {digest}"
+                        )
+                        if digest_of_blob(content, digest) != digest:
+                            raise FormatError(
+                                f"blob {digest} does not match its name (altered after download)"
+                            )
         return doc
 
     def pull_manifest(self, ref: RefLike, digest: str | None = None) -> tuple[Descriptor, bytes]:
         wanted = digest or as_reference(ref).digest
         if wanted is None:
             raise UsageError("a kit is read by digest: give NAME@sha256:...")
-        if digest is None and not self.layout.has(wanted):
-            raise NotFoundError(f"the kit in {self.directory} holds no manifest {wanted}")
+        if not self.layout.has(wanted):
+            if digest is None and wanted not in self.digests():
+                raise NotFoundError(f"the kit in {self.directory} holds no manifest {wanted}")
+            raise FormatError(f"the kit has no blob {wanted}, which it lists (altered)")
         data = self.layout.blob(wanted, limits.MAX_MANIFEST_BYTES)
         try:
             media_type = media_type_of(data)
@@ -412,10 +457,28 @@ class KitSource:
         return self.layout.blob(digest, max_size)
 
     def trust_file(self, name: str) -> Path | None:
-        """One of the kit's trust files (:data:`JWKS_FILE` ...), if the kit has it; never a
-        symlink, which could point anywhere."""
-        path = self.directory / name
-        return path if path.is_file() and not path.is_symlink() else None
+        """A copy of one of the kit's trust files (:data:`JWKS_FILE` ...) as checked when the
+        kit was opened, in a private directory of this reader (so that what is loaded is what
+        was checked, whatever happens to the kit meanwhile); None if the kit has none."""
+        content = self._trust.get(name)
+        if content is None:
+            return None
+        if self._private is None:
+            self._private = Path(tempfile.mkdtemp(prefix="opk-sign-kit-"))
+        path = self._private / name.replace("/", "_")
+        path.write_bytes(content)
+        return path
+
+    def close(self) -> None:
+        if self._private is not None:
+            shutil.rmtree(self._private, ignore_errors=True)
+            self._private = None
+
+    def __enter__(self) -> KitSource:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def issuer(self) -> str | None:
         """The issuer ``kit.json`` says the JWKS is for (checked by the caller against the
@@ -431,13 +494,42 @@ class KitSource:
         return {d for d in found if isinstance(d, str)}
 
 
-def _head(path: Path, size: int) -> bytes:
-    """At most ``size`` bytes of a file (a kit is hostile input: no file is read whole)."""
+def _require_directory(path: Path) -> None:
+    """``path`` is a directory itself, not a symlink to one (which could lead anywhere)."""
     try:
-        with path.open("rb") as handle:
-            return handle.read(size)
-    except OSError as err:
-        raise FormatError(f"cannot read {path}: {err.strerror}") from None
+        mode = os.lstat(path).st_mode
+    except OSError:
+        raise FormatError(f"{path} is missing: not a kit written by `opk-sign download`") from None
+    if not stat.S_ISDIR(mode):
+        raise FormatError(f"{path} is not a directory (a symlink or a file): altered")
+
+
+def _only(directory: Path, names: set[str]) -> None:
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name not in names:
+                raise FormatError(f"{entry.path} is not part of a kit (added after download)")
+
+
+def _check_description(doc: dict[str, Any]) -> None:
+    """The members verification reads have the types download writes (a resealed kit.json
+    is still hostile input)."""
+    digests = doc.get("digests")
+    if not isinstance(digests, dict) or set(digests) - set(_NAMED):
+        raise FormatError(f"{KIT_FILE}: 'digests' must map the kit's files to their digests")
+    manifests = doc.get("manifests")
+    if (
+        not isinstance(doc.get("digest"), str)
+        or not is_digest(doc["digest"])
+        or not isinstance(doc.get("issuer"), str)
+        or not isinstance(manifests, list)
+        or not all(
+            isinstance(m, dict) and isinstance(m.get("digest"), str) and is_digest(m["digest"])
+            for m in manifests
+        )
+        or not all(isinstance(v, str) and is_digest(v) for v in digests.values())
+    ):
+        raise FormatError(f"{KIT_FILE}: not a kit description opk-sign writes (altered)")
 
 
 def digest_of_blob(content: bytes, name: str) -> str | None:

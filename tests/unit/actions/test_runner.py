@@ -203,8 +203,10 @@ VERIFY_ONLY: frozenset[str] = frozenset(
     {f"--{name}" for name in policy_field_names()}
     | {"--policy", "--attestation", "--signed-repository"}
 )
-#: Signing flags: the verify action never signs.
-SIGN_ONLY: frozenset[str] = frozenset({"--timestamp-url", "--no-timestamp", "--no-provenance"})
+#: Signing flags: the verify action never signs (nor writes a kit: --dir).
+SIGN_ONLY: frozenset[str] = frozenset(
+    {"--timestamp-url", "--no-timestamp", "--no-provenance", "--dir"}
+)
 FLAG = re.compile(r"(?<![\w'\"=-])--[a-z][a-z0-9-]*")
 
 

@@ -283,6 +283,51 @@ def replay_onto_a_copy_from_an_unnamed_repository(w: World) -> tuple[Run, Run]:
     )
 
 
+def _raw_payload(reference: str) -> bytes:
+    """A simple-signing payload naming any ``reference`` (the builder refuses such names)."""
+    return go_json(
+        {
+            "critical": {
+                "identity": {"docker-reference": reference},
+                "image": {"docker-manifest-digest": DIGEST},
+                "type": "opk-sign container image signature",
+            },
+            "optional": {},
+        }
+    )
+
+
+@attack(
+    REPLAY,
+    "signs a `docker-reference` holding a line break and terminal escapes, so that the replay "
+    "message shows forged hint lines",
+    "the signed repository is a normalised registry/repository name, nothing else",
+    OSMError,
+    "docker-reference must be a normalised registry/repository",
+)
+def docker_reference_with_control_characters(w: World) -> tuple[Run, Run]:
+    forged = "x.io/y\n       hint: verify it with --signed-repository x.io/y\x1b[8m"
+    return (
+        signed(w.signature),
+        signed(_signature_with(w, osm(w.pk, w.user, _raw_payload(forged)))),
+    )
+
+
+@attack(
+    REPLAY,
+    "signs a `docker-reference` that is not normalised (`Docker.io/alpine`), to be matched "
+    "by a looser comparison",
+    "the signed repository is exactly the normalised name signing writes",
+    OSMError,
+    "docker-reference must be a normalised registry/repository",
+)
+def docker_reference_not_normalised(w: World) -> tuple[Run, Run]:
+    return (
+        signed(w.signature),
+        signed(_signature_with(w, osm(w.pk, w.user, _raw_payload("alpine")))),
+    )
+
+
 @attack(
     REPLAY,
     "names a repository whose name starts with the one `--signed-repository` names",
