@@ -9,3 +9,7 @@ echo "## Verification: opk-sign against cosign"
 echo
 PYTHONPATH="$PWD" .venv/bin/python -m bench.verify_vs_cosign --runs "${VERIFY_RUNS:-10}" \
     --images "${VERIFY_IMAGES:-1000}" --cosign-loop "${VERIFY_COSIGN_LOOP:-0}"
+echo
+echo "## Start-up and one-shot: opk-sign against cosign"
+echo
+PYTHONPATH="$PWD" .venv/bin/python -m bench.startup_vs_cosign --runs "${STARTUP_RUNS:-20}"
