@@ -145,15 +145,23 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> JSONObject:
 
 
 def _depth(obj: Any, limit: int) -> None:
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            raise FormatError(f"JSON nested deeper than {limit} levels")
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+    """Refuse a value nested deeper than ``limit`` (the top value is level 1). Level by level,
+    visiting only containers: every PK token, bundle and manifest passes here."""
+    level = [obj] if type(obj) in _CONTAINERS else []
+    depth = 1
+    while level:
+        children: list[Any] = []
+        for item in level:
+            values = item.values() if type(item) is dict else item
+            if values and depth + 1 > limit:
+                raise FormatError(f"JSON nested deeper than {limit} levels")
+            children.extend(v for v in values if type(v) in _CONTAINERS)
+        level = children
+        depth += 1
+
+
+#: What json.loads builds that can hold values (exact types: nothing else comes out of it).
+_CONTAINERS: Final = (dict, list)
 
 
 def _reject_constant(name: str) -> Any:
