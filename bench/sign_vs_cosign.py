@@ -8,12 +8,18 @@ opk-sign's numbers include getting the ID token from the GitHub OIDC emulator, c
 the issuer's JWKS and GQ256-signing it; cosign signs with a local key. Like cosign without its
 transparency log, opk-sign runs without RFC 3161 timestamps (`--no-timestamp`).
 
+The tools take turns (run 1 of each tool, then run 2 of each, ...), so a change in the machine's
+load during the bench weighs on all of them alike; the load average is printed with the table.
+``--baseline-src DIR`` adds a row for the opk-sign whose ``src`` directory is DIR (an older
+checkout, e.g. from ``git archive``), run the same way, for before/after numbers from one run.
+
     make bench            # or: .venv/bin/python -m bench.sign_vs_cosign [--runs N]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 import statistics
@@ -54,11 +60,12 @@ class Tool:
     env: Mapping[str, str]
 
 
-def run_once(tool: Tool, proxy: FaultProxy, registry: Registry, run: int) -> Sample:
-    image_ref = f"{registry.host}/bench/{tool.name.split()[0]}-{run}:v1"
+def run_once(tool: Tool, proxy: FaultProxy, registry: Registry, run: int, slot: int) -> Sample:
+    """One run of ``tool`` on a freshly pushed image, in a repository of its own (never signed)."""
+    repository = f"bench/{tool.name.split()[0]}-{slot}-{run}"
     with RegistryClient(Keychain.anonymous()) as client:
-        pushed = push_sample_image(client, image_ref)
-    target = f"{proxy.host}/bench/{tool.name.split()[0]}-{run}@{pushed.digest}"
+        pushed = push_sample_image(client, f"{registry.host}/{repository}:v1")
+    target = f"{proxy.host}/{repository}@{pushed.digest}"
     proxy.reset_counts()
     started = time.perf_counter()
     proc = subprocess.run(
@@ -126,11 +133,45 @@ def table(rows: list[tuple[str, str, list[Sample]]]) -> str:
     return "\n".join(lines)
 
 
+def ratios(rows: list[tuple[str, str, list[Sample]]]) -> str:
+    """cosign's median over each opk-sign row's median, per registry (above 1: opk-sign faster)."""
+    lines = [
+        "| registry | tool | cosign time / its time |",
+        "| --- | --- | ---: |",
+    ]
+    for registry, tool, samples in rows:
+        cosign = next(s for r, t, s in rows if r == registry and t.startswith("cosign"))
+        if tool.startswith("cosign"):
+            continue
+        ratio = statistics.median(s.seconds for s in cosign) / statistics.median(
+            s.seconds for s in samples
+        )
+        lines.append(f"| {registry} | {tool} | {ratio:.2f}x |")
+    return "\n".join(lines)
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.2f} (1 min), {five:.2f} (5 min)"
+
+
 def main() -> str:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--registries", default="distribution,olareg", help="comma-separated: distribution, olareg"
+    )
+    parser.add_argument("--baseline-src", type=Path, help="src directory of another opk-sign")
+    parser.add_argument("--baseline-label", default="baseline")
     args = parser.parse_args()
     rows: list[tuple[str, str, list[Sample]]] = []
+    registries = {
+        "distribution": ("distribution 2.8", distribution),
+        "olareg": ("olareg (referrers API)", olareg),
+    }
+    chosen = [registries[name.strip()] for name in args.registries.split(",") if name.strip()]
+    started = datetime.datetime.now(datetime.UTC)
+    load_before = load()
     with tempfile.TemporaryDirectory(prefix="opk-bench-") as scratch, ExitStack() as stack:
         tmp = Path(scratch)
         env = stack.enter_context(emulator_env(tmp))
@@ -149,14 +190,28 @@ def main() -> str:
             ),
             cosign_tool(tmp),
         ]
-        for kind, start in (("distribution 2.8", distribution), ("olareg (referrers API)", olareg)):
+        if args.baseline_src is not None:
+            baseline_env = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
+            tools.insert(
+                1,
+                Tool(
+                    f"opk-sign sign --no-provenance ({args.baseline_label})",
+                    3,
+                    [str(OPK_SIGN), "sign", "--no-provenance", "--no-timestamp"],
+                    baseline_env,
+                ),
+            )
+        for kind, start in chosen:
             workdir = tmp / kind.split()[0]
             workdir.mkdir()
             with start(workdir) as registry, fault_proxy(registry.host) as proxy:
-                for tool in tools:
-                    run_once(tool, proxy, registry, -1)  # warm-up: page cache, first connection
-                    samples = [run_once(tool, proxy, registry, i) for i in range(args.runs)]
-                    rows.append((kind, tool.name, samples))
+                samples: dict[str, list[Sample]] = {tool.name: [] for tool in tools}
+                for slot, tool in enumerate(tools):  # warm-up: page cache, first connection
+                    run_once(tool, proxy, registry, -1, slot)
+                for run in range(args.runs):  # the tools take turns
+                    for slot, tool in enumerate(tools):
+                        samples[tool.name].append(run_once(tool, proxy, registry, run, slot))
+                rows += [(kind, tool.name, samples[tool.name]) for tool in tools]
     cosign_version = subprocess.run(
         [str(tool_path("cosign")), "version", "--json"], capture_output=True, text=True, check=False
     ).stdout
@@ -165,9 +220,11 @@ def main() -> str:
     )
     header = (
         f"Signing a 2-platform image recursively (index + 2 manifests), {args.runs} runs per row, "
-        f"Python {platform.python_version()}, cosign {version}\n"
+        f"Python {platform.python_version()}, cosign {version}; "
+        f"{started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load average {load_before} "
+        f"before and {load()} after\n"
     )
-    return header + "\n" + table(rows)
+    return header + "\n" + table(rows) + "\n\n" + ratios(rows)
 
 
 if __name__ == "__main__":

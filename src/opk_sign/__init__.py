@@ -15,9 +15,10 @@ Names are loaded on first use, so importing the package (as the CLI does) costs 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from opk_sign._version import __version__
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (the CLI's start-up)
 
 #: Each public name and the module that defines it.
 _EXPORTS: dict[str, str] = {
@@ -103,6 +104,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from opk_sign.bundle import Bundle
     from opk_sign.errors import (
         OpkSignError,

@@ -51,6 +51,8 @@ CLAIMS: Final = (
 )
 #: Identity-policy fields (flags and policy-file keys) and the claim each one checks.
 POLICY_FIELDS: Final[dict[str, str]] = {c.field: c.name for c in CLAIMS if c.field}
+#: Policy fields that take no -regex variant: the issuer picks which keys to fetch.
+NO_REGEX: Final = frozenset({"issuer"})
 #: Claims that name the signer (repository, owner, workflow, subject).
 PINNING_CLAIMS: Final = frozenset(c.name for c in CLAIMS if c.pins_signer)
 #: Claims shown as "who signed" in reports and VSAs, in this order.

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from opk_sign.errors import PolicyError, UsageError
-from opk_sign.identity import PINNING_CLAIMS, POLICY_FIELDS
+from opk_sign.identity import NO_REGEX, PINNING_CLAIMS, POLICY_FIELDS
+from opk_sign.issuer import GITHUB_ISSUER
 from opk_sign.oci.reference import Reference
-from opk_sign.pktoken import GITHUB_ISSUER
 
 Claims = Mapping[str, Any]
 
@@ -170,10 +170,6 @@ def claim_policy(field: str, value: str, *, regex: bool = False) -> ClaimPolicy:
     if field == "signer-workflow" and not regex and "@" not in value:
         return ClaimPolicy(FIELDS[field], re.escape(value) + "@.+", regex=True)
     return ClaimPolicy(FIELDS[field], value, regex)
-
-
-#: Policy fields that take no -regex variant: the issuer picks which keys to fetch.
-NO_REGEX: Final = frozenset({"issuer"})
 
 
 def policy_field_names() -> list[str]:

@@ -14,11 +14,14 @@ Bounds (the verifier's aim: at most 4 registry requests for a single-platform im
   referrers call), 5 with a fresh one: the first referrers call of a run is the API probe (404);
 - the issuer: discovery + JWKS once per run (2 requests), however many images are verified;
 - a batch (20 images, 8 at once): 4 per image, plus on distribution the referrers API probes of
-  the images that start before the first probe has answered (at most one per thread).
+  the images that start before the first probe has answered (at most one per thread);
+- the same batch on worker processes (issue 13): the same counts; the issuer is asked by the
+  parent, once per run, for all workers.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -257,3 +260,63 @@ def test_library_batch_fetches_the_jwks_once(signed: Signed, emulator: CountingE
     assert all(r.verified for r in results), [r.message for r in results if not r.verified]
     assert keys.fetches == 1
     assert emulator.requests == ISSUER_REQUESTS
+
+
+# --- a batch on worker processes (issue 13) ------------------------------------------------------
+
+#: Worker processes forced on the batch (20 images: too few for the default to start any).
+BATCH_WORKERS = 2
+
+
+def test_batch_on_worker_processes_costs_the_same(
+    signed: Signed,
+    emulator: CountingEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The JWKS is fetched by the parent, once per run, for every worker; each worker's client
+    costs what one process's does: 4 requests per image, the probe on distribution at most
+    once per image verified at once (each worker learns the API is missing for itself)."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    listing = tmp_path / "images.txt"
+    listing.write_text("".join(f"{image}\n" for image in signed.images))
+    signed.proxy.reset_counts()
+    emulator.reset_counts()
+    policy = ["--issuer", emulator.issuer, "--repository", REPO]
+    jobs = ["--jobs", str(BATCH_JOBS), "--workers", str(BATCH_WORKERS)]
+    code = main(["verify", "--images-from", str(listing), *policy, "--output", "json", *jobs])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK, out
+    assert [json.loads(line)["image"] for line in out.splitlines()] == signed.images
+    assert emulator.requests == ISSUER_REQUESTS
+    registry = requests_of(signed.proxy)
+    probes = registry.count("GET referrers API (404)")
+    print(
+        f"\n{signed.registry.kind}, {BATCH_WORKERS} worker processes: {BATCH} images, "
+        f"{len(registry)} registry requests ({probes} referrers API probes)"
+    )
+    assert probes <= (0 if signed.registry.referrers_api else BATCH_JOBS)
+    assert len(registry) - probes <= MAX_REQUESTS_PER_IMAGE * BATCH
+
+
+def test_library_batch_on_worker_processes_fetches_the_jwks_once(
+    signed: Signed, emulator: CountingEmulator
+) -> None:
+    keys = JWKSCache()
+    opts = replace(options(emulator), keys=keys)
+    emulator.reset_counts()
+    signed.proxy.reset_counts()
+    with RegistryClient(Keychain.anonymous()) as client:
+        results = list(
+            verify_images(
+                signed.images, opts, client=client, jobs=BATCH_JOBS, workers=BATCH_WORKERS
+            )
+        )
+    assert [r.image for r in results] == signed.images
+    assert all(r.verified for r in results), [r.message for r in results if not r.verified]
+    assert keys.fetches == 1
+    assert emulator.requests == ISSUER_REQUESTS
+    registry = requests_of(signed.proxy)
+    probes = registry.count("GET referrers API (404)")
+    assert len(registry) - probes <= MAX_REQUESTS_PER_IMAGE * BATCH

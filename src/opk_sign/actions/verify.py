@@ -23,6 +23,7 @@ from opk_sign.actions.report import (
     verification_table,
 )
 from opk_sign.errors import EXIT_OK, UsageError
+from opk_sign.issuer import default_issuer
 from opk_sign.oci.credentials import ExplicitCredentials
 from opk_sign.oci.dockerconfig import DockerConfig
 from opk_sign.oci.keychain import Keychain
@@ -32,7 +33,6 @@ from opk_sign.verify.options import (
     VerifyOptions,
     build_policy,
     build_verify_options,
-    default_issuer,
     describe_policy,
 )
 from opk_sign.verify.outcome import ImageResult, tally, worst_exit_code

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from opk_sign.bundle import ANNOTATION_REPOSITORY, SIGNATURE_ARTIFACT_TYPE
 from opk_sign.cli.options import add_registry_options, registry_client
-from opk_sign.oci.copy import CopyReport, copy_image
-from opk_sign.oci.reference import Reference
+
+if TYPE_CHECKING:
+    from opk_sign.oci.copy import CopyReport
 
 
 def register(subparsers: Any) -> None:
@@ -32,6 +32,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from opk_sign.oci.copy import copy_image
+    from opk_sign.oci.reference import Reference
+
     source = Reference.parse(args.source)
     destination = Reference.parse(args.destination)
     with registry_client(args, destination.registry) as client:
@@ -78,6 +81,8 @@ def _claimed_signer(report: CopyReport) -> str:
     """The signer repository the signatures' annotations claim, when they all claim one; else a
     placeholder. Only a hint for the command shown (verification checks the signed PK token):
     where several signers are claimed, the user must say which one they trust."""
+    from opk_sign.bundle import ANNOTATION_REPOSITORY, SIGNATURE_ARTIFACT_TYPE
+
     claimed = {
         referrer.annotations.get(ANNOTATION_REPOSITORY, "")
         for referrer in report.top_referrers

@@ -134,7 +134,7 @@ def _write_env_file(path: Path, text: str) -> None:
 
 def _run_github_oidc(args: argparse.Namespace) -> int:
     from opk_sign._dev.github_oidc import GitHubOIDCEmulator
-    from opk_sign.oidc.github import ISSUER_VAR
+    from opk_sign.issuer import ISSUER_VAR
 
     claims = _load_claims(args.claims) if args.claims else {}
     if args.issuer:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from opk_sign.cli.options import add_registry_options, http_config, registry_client
+from opk_sign.issuer import default_issuer
 from opk_sign.oci.reference import Reference
-from opk_sign.verify.options import default_issuer
 
 EPILOG = """\
 exit codes: 0 written; 2 usage (DIR not empty, bad reference); 13 registry error; 14 the issuer's

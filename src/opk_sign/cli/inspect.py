@@ -7,8 +7,6 @@ import json
 from typing import Any
 
 from opk_sign.cli.options import add_registry_options, registry_client
-from opk_sign.oci.inspect import inspect_image
-from opk_sign.oci.reference import Reference
 
 
 def register(subparsers: Any) -> None:
@@ -26,6 +24,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from opk_sign.oci.inspect import inspect_image
+    from opk_sign.oci.reference import Reference
+
     ref = Reference.parse(args.image)
     with registry_client(args, ref.registry) as client:
         tree = inspect_image(client, ref)

@@ -14,31 +14,31 @@ import argparse
 import math
 import os
 import sys
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opk_sign.errors import UsageError
-from opk_sign.http import DEFAULT_HTTP, HTTPConfig
-from opk_sign.oci.client import RegistryClient
-from opk_sign.oci.credentials import ExplicitCredentials
-from opk_sign.oci.dockerconfig import DockerConfig
-from opk_sign.oci.keychain import Keychain
-from opk_sign.policy import FIELDS, NO_REGEX, AllOf
+from opk_sign.http import DEFAULT_HTTP
+from opk_sign.identity import NO_REGEX
+from opk_sign.identity import POLICY_FIELDS as FIELDS
+from opk_sign.issuer import default_issuer
 from opk_sign.urls import (
     ENV_INSECURE_REGISTRIES,
     INSECURE_REGISTRY_FLAG,
     InsecureRegistries,
     parse_registry_host,
 )
-from opk_sign.verify.options import (
-    OptionsFor,
-    VerifyOptions,
-    build_verify_options,
-    default_issuer,
-    no_policy_error,
-)
-from opk_sign.verify.options import build_policy as policy_from
+
+# Defining the options imports no more than the above (``opk-sign verify --help``, issue 13): the
+# library each option becomes is imported by the function that builds it.
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from opk_sign.http import HTTPConfig
+    from opk_sign.oci.client import RegistryClient
+    from opk_sign.policy import AllOf
+    from opk_sign.verify.options import OptionsFor, VerifyOptions
 
 
 def add_verification_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -168,6 +168,9 @@ def policy_fields(args: argparse.Namespace) -> dict[str, str]:
 
 def build_policy(args: argparse.Namespace) -> AllOf:
     """The identity policy from --policy FILE or from the claim flags (not both)."""
+    from opk_sign.verify.options import build_policy as policy_from
+    from opk_sign.verify.options import no_policy_error
+
     policy = policy_from(policy_fields(args), args.policy, issuer=args.issuer)
     if policy is None:
         raise no_policy_error()
@@ -176,6 +179,9 @@ def build_policy(args: argparse.Namespace) -> AllOf:
 
 def verify_options(args: argparse.Namespace) -> VerifyOptions | OptionsFor:
     """The verification the options describe (``opk_sign.verify.options`` puts it together)."""
+    from opk_sign.verify.options import build_policy as policy_from
+    from opk_sign.verify.options import build_verify_options
+
     # A bad policy is a usage error before any trust data is fetched.
     policy = policy_from(policy_fields(args), args.policy, issuer=args.issuer)
     return build_verify_options(
@@ -286,6 +292,11 @@ def registry_client(
     args: argparse.Namespace, default_registry: str, environ: Mapping[str, str] | None = None
 ) -> RegistryClient:
     """A client with the keychain the options and environment describe."""
+    from opk_sign.oci.client import RegistryClient
+    from opk_sign.oci.credentials import ExplicitCredentials
+    from opk_sign.oci.dockerconfig import DockerConfig
+    from opk_sign.oci.keychain import Keychain
+
     env = os.environ if environ is None else environ
     username = args.registry_username or env.get(ENV_USERNAME) or None
     password = env.get(ENV_PASSWORD) or None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from opk_sign.cli.options import add_registry_options
 from opk_sign.errors import UsageError
-from opk_sign.oidc.github import ISSUER_VAR
+from opk_sign.issuer import ISSUER_VAR
 
 if TYPE_CHECKING:
     from opk_sign.sign.image import SigningResult

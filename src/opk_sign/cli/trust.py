@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from opk_sign.errors import FormatError, OpkSignError, TrustError, UsageError
-from opk_sign.jose import parse_json
 from opk_sign.policy import signed_repositories
 
 if TYPE_CHECKING:
@@ -443,6 +442,7 @@ def _run_map(args: argparse.Namespace) -> int:
 
 
 def _run_add_jwks(args: argparse.Namespace) -> int:
+    from opk_sign.jose import parse_json
     from opk_sign.urls import require_secure_url
 
     require_secure_url(args.issuer, "--issuer")

@@ -105,7 +105,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=None,
         metavar="N",
-        help="images verified in parallel (default: 16)",
+        help="images verified at once, in all processes (default: 16)",
+    )
+    out.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="processes a batch is verified on, each with its share of --jobs: 0 or 1 for "
+        "this one alone (threads only); default: one per CPU for batches of 64 distinct "
+        "images or more (docs/verify.md, Batches)",
     )
     out.add_argument(
         "--progress",
@@ -154,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")
+    if args.workers is not None and args.workers < 0:
+        raise UsageError("--workers must be 0 or more")
     images = read_images(args)
     if args.from_dir is not None:
         result, kit_options = _verify_kit(args, images)
@@ -177,7 +188,14 @@ def run(args: argparse.Namespace) -> int:
         deadline.within(budget, "verifying the images"),
         registry_client(args, _registry_of(images[0])) as client,
     ):
-        results = verify_images(images, options, client=client, jobs=jobs, image_timeout=per_image)
+        results = verify_images(
+            images,
+            options,
+            client=client,
+            jobs=jobs,
+            image_timeout=per_image,
+            workers=args.workers,
+        )
         return report(args, results, len(images), options)
 
 

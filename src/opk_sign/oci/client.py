@@ -51,8 +51,10 @@ from opk_sign.oci.manifest import (
 )
 from opk_sign.oci.reference import Reference, as_reference
 from opk_sign.oci.referrers import (
+    SettlePolicy,
     fallback_tag,
     filter_by_artifact_type,
+    index_digest,
     lists_all,
     merge_referrers_index,
     parse_referrers_index,
@@ -70,9 +72,12 @@ from opk_sign.urls import InsecureRegistries
 
 RefLike = Reference | str
 
-#: Base wait after writing a fallback referrers index before reading it back to confirm our entry
-#: survived; the client adds four times the read-to-write time it measured (docs/registry.md).
-DEFAULT_FALLBACK_SETTLE = 0.5
+#: Least wait after writing a fallback referrers index before reading it back to confirm our
+#: entries survived, while no other writer has been seen; the client waits at least four times
+#: the read-to-write time it measured (SettlePolicy, docs/registry.md).
+DEFAULT_FALLBACK_SETTLE = SettlePolicy.quiet
+#: The base of that wait once another writer's change of the index has been seen.
+DEFAULT_FALLBACK_CONTENDED_SETTLE = SettlePolicy.contended
 
 
 _BLOB_UNKNOWN_RETRIES = 3
@@ -95,6 +100,7 @@ class RegistryClient:
         http: HTTPConfig = DEFAULT_HTTP,
         *,
         fallback_settle: float = DEFAULT_FALLBACK_SETTLE,
+        fallback_contended_settle: float = DEFAULT_FALLBACK_CONTENDED_SETTLE,
         insecure_registries: InsecureRegistries | None = None,
         notice: Callable[[str], None] | None = None,
     ) -> None:
@@ -106,6 +112,9 @@ class RegistryClient:
         )
         self.keychain = credentials if credentials is not None else Keychain.default()
         self.fallback_settle = fallback_settle
+        self.settle_policy = SettlePolicy(
+            quiet=fallback_settle, contended=fallback_contended_settle
+        )
         self.transport = Transport(
             self.keychain, http, insecure=self.insecure_registries, notice=notice
         )
@@ -566,11 +575,28 @@ class RegistryClient:
         """Make stored referrer manifests of ``subject`` discoverable.
 
         Nothing to do on a registry with the referrers API (it indexes ``subject`` itself); else
-        one read-merge-write-confirm round of the fallback index for all of them.
+        one read-merge-write-confirm round of the fallback index for all of them:
+        :meth:`write_referrers`, then :meth:`PendingReferrers.confirm`.
+        """
+        self.write_referrers(repo, subject, referrers).confirm()
+
+    def write_referrers(
+        self, repo: RefLike, subject: str, referrers: Sequence[Descriptor]
+    ) -> PendingReferrers:
+        """List stored referrer manifests of ``subject``, without waiting to confirm the listing.
+
+        On a registry without the referrers API: read the fallback index, merge, write, until a
+        write is answered (or a read shows them listed). The listing may still be dropped by a
+        concurrent writer's stale write; ``confirm()`` on the answer waits out the settle time,
+        reads the index back and repairs it. Callers with other work (a signer's next manifest)
+        do it in between, so the wait overlaps it. Nothing to do with the referrers API.
         """
         ref = as_reference(repo)
-        if referrers and not self.has_referrers_api(ref, subject):
-            self._update_fallback(ref, subject, [referrer_entry(d) for d in referrers])
+        if not referrers or self.has_referrers_api(ref, subject):
+            return PendingReferrers(None)
+        update = _FallbackUpdate(self, ref, subject, [referrer_entry(d) for d in referrers])
+        update.run(until_written=True)
+        return PendingReferrers(update)
 
     def _read_fallback(self, ref: Reference, tag: str) -> tuple[bytes | None, str | None]:
         """The fallback index under ``tag`` and its ETag; (None, None) if there is none yet."""
@@ -591,88 +617,178 @@ class RegistryClient:
         etag = resp.headers.get("ETag")
         return self.transport.read(resp, limits.MAX_MANIFEST_BYTES, what), etag
 
-    def _update_fallback(self, ref: Reference, subject: str, entries: Sequence[Descriptor]) -> None:
-        """Add ``entries`` to the fallback index of ``subject`` without losing anyone's entry.
 
-        Read, merge, write with ``If-Match`` (where the registry gives an ETag), then wait and
-        read again: an entry that a concurrent writer's stale merge dropped is merged back in.
-        The wait covers a concurrent writer's read-to-write time (docs/registry.md).
-        """
-        tag = fallback_tag(subject)
-        what = f"referrers index {ref.name}:{tag}"
-        last_write: float | None = None
-        settle = self.fallback_settle
-        failures = 0
-        seen_index = False
-        for _ in range(limits.MAX_FALLBACK_ROUNDS):
-            read_at = time.monotonic()
-            current, etag = self._read_fallback(ref, tag)
-            if current is None and seen_index:
-                # The index existed a moment ago: a missing one now is the registry in the
-                # middle of a write, and writing ours from scratch would drop every entry.
-                failures += 1
-                self.transport.backoff(failures, None, what)
-                continue
-            seen_index = seen_index or current is not None
-            try:
-                present = lists_all(current, [e.digest for e in entries])
-                merged = None if present else merge_referrers_index(current, entries)
-            except FormatError as err:
+class PendingReferrers:
+    """Referrers written to their subject's fallback index, not yet confirmed to have stayed.
+
+    From :meth:`RegistryClient.write_referrers`; :meth:`confirm` finishes the update. Where the
+    registry has the referrers API there is nothing to confirm.
+    """
+
+    def __init__(self, update: _FallbackUpdate | None) -> None:
+        self._update = update
+
+    @property
+    def confirmed(self) -> bool:
+        return self._update is None or self._update.done
+
+    @property
+    def index_writes(self) -> int:
+        """Writes of the fallback index so far (0 with the referrers API)."""
+        return 0 if self._update is None else self._update.writes
+
+    def confirm(self) -> None:
+        """Wait out the settle time, read the index back, merge and write again until our entries
+        are still listed at a read that began a settle time after our last write."""
+        if self._update is not None:
+            self._update.run(until_written=False)
+
+
+class _FallbackUpdate:
+    """Adding entries to one subject's fallback index without losing anyone's (docs/registry.md).
+
+    Rounds of: (wait until a confirming read is due), read, and, if our entries are missing,
+    merge and write with ``If-Match`` where the registry gave an ``ETag``. Distribution ignores
+    ``If-Match`` and keeps the last write of the tag, so a writer that read the index before our
+    write landed and writes after it drops our entries; only our own read after that write lands
+    sees it. Our entries are therefore confirmed by a read that starts a settle time
+    (``SettlePolicy``) after our last write was answered. A read that shows another writer's
+    change of the index makes the rest of the update contended: the longer contended
+    settle, and two confirming reads, a settle time after our last write and another one later.
+    """
+
+    def __init__(
+        self, client: RegistryClient, ref: Reference, subject: str, entries: Sequence[Descriptor]
+    ) -> None:
+        self.client = client
+        self.ref = ref
+        self.tag = fallback_tag(subject)
+        self.what = f"referrers index {ref.name}:{self.tag}"
+        self.entries = list(entries)
+        self.rounds = 0
+        self.writes = 0
+        self.failures = 0
+        self.seen_index = False
+        self.contended = False
+        #: When our last write was answered (it landed before), and the digest of what it wrote.
+        self.last_write: float | None = None
+        self.written: str | None = None
+        self.read_to_write = 0.0
+        #: A read that starts at this time or later confirms our entries (None: nothing to confirm).
+        self.confirm_after: float | None = None
+        #: Our entries are known to have been written (a write was answered, or a read showed them).
+        self.listed = False
+        #: Contended: a first confirming read since our last write found our entries.
+        self.checked_twice = False
+        self.done = False
+
+    def run(self, *, until_written: bool) -> None:
+        while not self.done and not (until_written and self.listed):
+            if self.rounds >= limits.MAX_FALLBACK_ROUNDS:
                 raise RegistryError(
-                    f"{what} is not a referrers index ({err}); refusing to overwrite it"
-                ) from None
-            if present:
-                if last_write is None:
-                    return  # listed before we wrote anything: nothing of ours can be lost
-                remaining = settle - (time.monotonic() - last_write)
-                if remaining <= 0:
-                    return
-                time.sleep(remaining)
-                continue
-            assert merged is not None
-            headers = {"Content-Type": mediatypes.OCI_INDEX}
-            if etag:
-                headers["If-Match"] = etag
-            try:
-                resp = self.transport.request(
-                    "PUT",
-                    ref,
-                    f"manifests/{tag}",
-                    push=True,
-                    headers=headers,
-                    data=merged,
-                    retry=False,
+                    f"{self.what} kept changing under us; referrers "
+                    f"{', '.join(e.digest for e in self.entries)} are stored but may not be listed",
+                    hint="run the command again: adding a referrer twice is harmless",
                 )
-            except RegistryUnavailableError:
-                last_write = time.monotonic()  # it may have landed; confirm as if it did
-                failures += 1
-                self.transport.backoff(failures, None, what)
-                continue
-            with resp:
-                status = resp.status_code
-                if status in (200, 201):
-                    last_write = time.monotonic()
-                    settle = self._settle_time(last_write - read_at)
-                    failures = 0
-                    time.sleep(settle)
-                    continue
-                if status == 412:  # someone wrote since we read: read and merge again
-                    time.sleep(random.uniform(0, 0.05))  # noqa: S311 - jitter, not a secret
-                    continue
-                if status in RETRY_STATUSES:
-                    failures += 1
-                    self.transport.backoff(failures, resp.headers.get("Retry-After"), what)
-                    continue
-                self.transport.fail(resp, f"update {what}")
-        raise RegistryError(
-            f"{what} kept changing under us; referrers {', '.join(e.digest for e in entries)} "
-            "are stored but may not be listed",
-            hint="run the command again: adding a referrer twice is harmless",
-        )
+            self.rounds += 1
+            self._round()
 
-    def _settle_time(self, read_to_write: float) -> float:
-        base = self.fallback_settle + 4 * read_to_write
-        return base * random.uniform(1.0, 1.2)  # noqa: S311 - jitter, not a secret
+    def _round(self) -> None:
+        if self.confirm_after is not None:
+            wait = self.confirm_after - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        read_at = time.monotonic()
+        current, etag = self.client._read_fallback(self.ref, self.tag)
+        if current is None and self.seen_index:
+            # The index existed a moment ago: a missing one now is the registry in the middle of
+            # a write, and writing ours from scratch would drop every entry.
+            self.failures += 1
+            self.client.transport.backoff(self.failures, None, self.what)
+            return
+        self.seen_index = self.seen_index or current is not None
+        if self.written is not None and index_digest(current) != self.written:
+            self._contention()  # someone wrote the index after our last write
+        try:
+            present = lists_all(current, [e.digest for e in self.entries])
+            merged = None if present else merge_referrers_index(current, self.entries)
+        except FormatError as err:
+            raise RegistryError(
+                f"{self.what} is not a referrers index ({err}); refusing to overwrite it"
+            ) from None
+        if present:
+            self.listed = True
+            if self.last_write is None:
+                self.done = True  # listed before we wrote anything: nothing of ours can be lost
+            elif self.confirm_after is not None and read_at >= self.confirm_after:
+                if self.contended and not self.checked_twice:
+                    # Writers are about: read once more, another settle time on, so that a
+                    # write held up by the registry for up to twice the wait is seen too.
+                    self.checked_twice = True
+                    self.confirm_after += self._settle()
+                else:
+                    self.done = True
+            return
+        assert merged is not None
+        self._write(merged, etag, read_at)
+
+    def _write(self, merged: bytes, etag: str | None, read_at: float) -> None:
+        headers = {"Content-Type": mediatypes.OCI_INDEX}
+        if etag:
+            headers["If-Match"] = etag
+        self.writes += 1
+        try:
+            resp = self.client.transport.request(
+                "PUT",
+                self.ref,
+                f"manifests/{self.tag}",
+                push=True,
+                headers=headers,
+                data=merged,
+                retry=False,  # a retried PUT would write a stale merge: back to a read instead
+            )
+        except RegistryUnavailableError:
+            self._wrote(merged, self.read_to_write)  # it may have landed; confirm as if it did
+            self.failures += 1
+            self.client.transport.backoff(self.failures, None, self.what)
+            return
+        with resp:
+            status = resp.status_code
+            if status in (200, 201):
+                self._wrote(merged, time.monotonic() - read_at)
+                self.listed = True
+                self.failures = 0
+                return
+            if status == 412:  # someone wrote since we read: read and merge again
+                # Not counted as contention: a registry that checks If-Match turns away the stale
+                # writes the wait is there for.
+                time.sleep(random.uniform(0, 0.05))  # noqa: S311 - jitter, not a secret
+                return
+            if status in RETRY_STATUSES:
+                self.failures += 1
+                retry_after = resp.headers.get("Retry-After")
+                self.client.transport.backoff(self.failures, retry_after, self.what)
+                return
+            self.client.transport.fail(resp, f"update {self.what}")
+
+    def _wrote(self, merged: bytes, read_to_write: float) -> None:
+        self.last_write = time.monotonic()
+        self.written = sha256_digest(merged)
+        self.read_to_write = read_to_write
+        self.confirm_after = self.last_write + self._settle()
+        self.checked_twice = False
+
+    def _contention(self) -> None:
+        if self.contended:
+            return
+        self.contended = True
+        if self.last_write is not None:  # the longer wait counts from our last write too
+            self.confirm_after = max(self.confirm_after or 0.0, self.last_write + self._settle())
+
+    def _settle(self) -> float:
+        policy = self.client.settle_policy
+        draw = random.random()  # noqa: S311 - jitter, not a secret
+        return policy.wait(self.read_to_write, contended=self.contended, draw=draw)
 
 
 def referrer_descriptor(manifest: Manifest, media_type: str, digest: str) -> Descriptor:

@@ -3,18 +3,20 @@
 Pure logic; the registry client does the I/O (see ``RegistryClient.list_referrers`` and
 docs/registry.md). On a registry without the referrers API, the referrers of ``sha256:<hex>`` are
 listed in an image index tagged ``sha256-<hex>``. That index is shared mutable state: writers read
-it, merge their entry in, write it back, and read again to check nobody's write was lost.
+it, merge their entry in, write it back, and read again to check nobody's write was lost; how long
+they wait before that read is :class:`SettlePolicy`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from opk_sign.errors import FormatError
 from opk_sign.oci import limits, mediatypes
 from opk_sign.oci.descriptor import Descriptor
-from opk_sign.oci.digest import split_digest
+from opk_sign.oci.digest import sha256_digest, split_digest
 from opk_sign.oci.manifest import canonical_json, load_json_object
 
 
@@ -91,3 +93,45 @@ def lists_all(index: bytes | None, digests: Iterable[str]) -> bool:
         return False
     listed = {d.digest for d in parse_referrers_index(index)}
     return all(d in listed for d in digests)
+
+
+def index_digest(index: bytes | None) -> str | None:
+    """What a writer compares to tell whether anyone wrote the index since it last looked."""
+    return None if index is None else sha256_digest(index)
+
+
+@dataclass(frozen=True)
+class SettlePolicy:
+    """How long a writer of a fallback index waits after its write before reading it back.
+
+    A registry that ignores ``If-Match`` (distribution) keeps the last write of the tag: a writer
+    that read the index before our write landed and writes after it drops our entries, and only
+    a read of ours after that stale write landed can see the loss. So the confirming read waits
+    out the longest read-to-write time we expect of a concurrent writer (docs/registry.md):
+
+    - quiet, while we have seen no other writer: ``quiet`` seconds, or ``factor`` times our own
+      read-to-write time if that is longer (a concurrent writer is assumed to be no more than that
+      much slower than us, or than ``quiet``);
+    - contended, once another writer's change of the index has been seen (its digest is not the
+      one we wrote, or our entries were dropped): ``contended`` seconds plus ``factor`` times
+      our read-to-write time (and no less than the quiet wait). Writers are then known to be
+      about, and a crowd of them on one index is slower than one. Contended waits grow by a
+      random fraction up to ``jitter``, so that writers that collided do not go on in lock step.
+    """
+
+    quiet: float = 0.15
+    contended: float = 0.5
+    factor: float = 4.0
+    jitter: float = 0.25
+
+    def __post_init__(self) -> None:
+        if min(self.quiet, self.contended, self.factor, self.jitter) < 0:
+            raise ValueError("settle times, factor and jitter must not be negative")
+
+    def wait(self, read_to_write: float, *, contended: bool, draw: float) -> float:
+        """Seconds to wait after a write; ``draw`` is uniform in [0, 1) (the jitter)."""
+        measured = self.factor * max(0.0, read_to_write)
+        quiet = max(self.quiet, measured)
+        if not contended:
+            return quiet
+        return max(quiet, (self.contended + measured) * (1.0 + self.jitter * draw))

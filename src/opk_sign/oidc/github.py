@@ -18,16 +18,14 @@ import requests
 from opk_sign import deadline
 from opk_sign.errors import FormatError, NetworkError, TokenRequestError, UsageError
 from opk_sign.http import DEFAULT_HTTP, new_session
+from opk_sign.issuer import GITHUB_ISSUER
 from opk_sign.jose import parse_json
 from opk_sign.urls import require_secure_url
 
 log = logging.getLogger(__name__)
 
-GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 REQUEST_URL_VAR = "ACTIONS_ID_TOKEN_REQUEST_URL"
 REQUEST_TOKEN_VAR = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"  # noqa: S105 - a variable name
-#: The issuer to expect instead of GitHub's: GHES with its own issuer, or the local emulator.
-ISSUER_VAR = "OPK_SIGN_OIDC_ISSUER"
 
 _PERMISSION_HINT = (
     "give the job `permissions: id-token: write` (a job that calls a reusable workflow must "

@@ -6,7 +6,8 @@ knowledge of it instead. Byte-compatible with ``github.com/openpubkey/openpubkey
 the proof signs ``GQheader.payload`` and the identity is ``origheader.payload``.
 
 Pure logic, no I/O. The modular arithmetic runs on GMP (gmpy2): 5-7x faster than Python ints
-for RSA-size moduli, which puts verification on par with the Go reference.
+for RSA-size moduli, which puts verification on par with the Go reference. gmpy2 is imported by
+the functions that compute (its import reads package metadata: a start-up cost, issue 13).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
-
-from gmpy2 import invert, mpz, powmod, powmod_sec
 
 from opk_sign.errors import FormatError, GQProofError
 from opk_sign.jose import (
@@ -88,6 +87,8 @@ def sign(
 
     ``randoms`` and ``hash_fn`` exist for the ISO/IEC 14888-2 test vector only.
     """
+    from gmpy2 import mpz
+
     n, t, nb, vb = mpz(params.n), params.t, params.n_bytes, params.v_bytes
     r = (
         [mpz(x) for x in randoms]
@@ -113,6 +114,8 @@ def sign(
 
 
 def _powmod_secret(base: Any, exponent: int, modulus: Any) -> Any:
+    from gmpy2 import mpz, powmod_sec
+
     # mpz_powm_sec needs an odd modulus and a positive exponent; x^0 is 1 whatever x is.
     return powmod_sec(base, exponent, modulus) if exponent else mpz(1)
 
@@ -139,6 +142,8 @@ def verify(
 
     The public number is ``G = PKCS1v15(SHA-256(identity))`` unless given directly (test vector).
     """
+    from gmpy2 import mpz, powmod
+
     n, t, nb, vb = mpz(params.n), params.t, params.n_bytes, params.v_bytes
     # Stage 0: exact size, every S_i in (0, n).
     if len(proof) != params.proof_size:
@@ -181,6 +186,8 @@ def check_proof_shape(params: GQParams, proof: bytes) -> None:
 
 def _private_number(signature: int, n: int) -> int:
     """Q = s^-1 mod n, blinded so the inversion's timing says nothing about s."""
+    from gmpy2 import invert, mpz
+
     modulus = mpz(n)
     while True:
         blind = mpz(secrets.randbelow(n - 2) + 2)

@@ -6,9 +6,14 @@ Pure logic: the OP's keys come from an :class:`OPKeySource` and the time from ``
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol
 
 from opk_sign.errors import (
@@ -20,12 +25,12 @@ from opk_sign.errors import (
     SignatureError,
     TrustError,
 )
+from opk_sign.issuer import GITHUB_ISSUER
 from opk_sign.jose import JSONObject, verify
 from opk_sign.pktoken import gq
 from opk_sign.pktoken.cic import ClientInstanceClaims
-from opk_sign.pktoken.token import PKToken
+from opk_sign.pktoken.token import PKToken, Signature
 
-GITHUB_ISSUER: Final = "https://token.actions.githubusercontent.com"
 HOUR: Final = 3600
 #: How far a token's iat may lie ahead of our clock (the OP's clock may run fast).
 MAX_CLOCK_SKEW: Final = 300
@@ -155,6 +160,102 @@ class VerifiedPKToken:
         return str(self.claims["iss"])
 
 
+class PKTokenCache:
+    """PK tokens already verified in this run, so that each distinct token costs one CIC and one
+    GQ256 check however many manifests and images it signed (an index and its platforms signed
+    in one run carry one token). Bounded (least recently used out first) and thread-safe.
+
+    An entry is keyed by the exact token (a SHA-256 over all its segments as received) and the
+    issuers allowed, and holds the OP key the proof was checked with: a later use must be given
+    the same key again by its key source (asked every time; issuer, kid and key material compared
+    whole), or the token is verified afresh. Only what depends on nothing else is kept: the
+    expiry (judged at ``now`` or a timestamp's time, per use) is checked on every use, as is
+    everything outside the token (OSM, payload, policy). A failed verification is never kept.
+
+    One per run (:class:`~opk_sign.verify.options.VerifyOptions` owns it), never shared across
+    runs. Pickled (into a worker process) it is that process's own, empty, cache of the same run.
+    """
+
+    def __init__(self, max_entries: int = 1024, *, uid: str | None = None) -> None:
+        if max_entries < 1:
+            raise ValueError("a PK token cache needs room for at least one token")
+        self.max_entries = max_entries
+        self.uid = uid or secrets.token_hex(16)
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[bytes, frozenset[str]], _Verified] = OrderedDict()
+        #: Verifications answered from the cache, and made in full (for tests and benchmarks).
+        self.hits = 0
+        self.misses = 0
+        with _CACHES_LOCK:
+            _CACHES.setdefault(self.uid, self)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __reduce__(self) -> tuple[Any, tuple[str, int]]:
+        return (_process_cache, (self.uid, self.max_entries))
+
+    @staticmethod
+    def key(pkt: PKToken, allowed: frozenset[str]) -> tuple[bytes, frozenset[str]]:
+        digest = hashlib.sha256()
+        for part in (pkt.payload_b64, *(s for sig in pkt.signatures() for s in _segments(sig))):
+            digest.update(len(part).to_bytes(4, "big") + part.encode())
+        if pkt.cos is None:
+            digest.update(b"no cosigner")
+        return digest.digest(), allowed
+
+    def get(self, key: tuple[bytes, frozenset[str]]) -> _Verified | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[bytes, frozenset[str]], entry: _Verified) -> None:
+        with self._lock:
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def _count(self, hit: bool) -> None:
+        with self._lock:
+            if hit:
+                self.hits += 1
+            else:
+                self.misses += 1
+
+
+def _segments(sig: Signature) -> tuple[str, ...]:
+    header = "" if sig.header is None else repr(sorted(sig.header.items()))
+    return (sig.protected_b64, sig.signature_b64, header)
+
+
+#: The caches of this process by uid: a cache pickled into a worker process becomes that
+#: process's one cache of the run (every options object naming it shares it), and a copy made
+#: in the process that owns it is the cache itself. Weak: a run's cache goes with the run.
+_CACHES: weakref.WeakValueDictionary[str, PKTokenCache] = weakref.WeakValueDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def _process_cache(uid: str, max_entries: int) -> PKTokenCache:
+    created = PKTokenCache(max_entries, uid=uid)  # registered unless the uid is known here
+    with _CACHES_LOCK:
+        return _CACHES.get(uid, created)
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """A token that passed every check but the expiry, with what the lookup of its OP key needs
+    and the key it was verified with."""
+
+    verified: VerifiedPKToken
+    issuer: str
+    kid: str | None
+    issued_at: int
+    op_jwk: dict[str, Any]
+
+
 def verify_pktoken(
     pkt: PKToken,
     keys: OPKeySource,
@@ -162,12 +263,26 @@ def verify_pktoken(
     issuers: frozenset[str] | set[str] | None = None,
     expiry: ExpiryPolicy = MAX_AGE_24H,
     now: float | None = None,
+    cache: PKTokenCache | None = None,
 ) -> VerifiedPKToken:
     """Verify a PK token; every failure raises a :class:`VerificationError` naming the rule.
 
-    ``issuers`` limits which issuers are acceptable (default: GitHub Actions only).
+    ``issuers`` limits which issuers are acceptable (default: GitHub Actions only). With a
+    ``cache`` (the run's), a token verified before against the same OP key and issuers skips
+    the CIC and GQ256 checks; its key is still looked up and its expiry still judged.
     """
     allowed = frozenset(issuers) if issuers is not None else frozenset({GITHUB_ISSUER})
+    key = PKTokenCache.key(pkt, allowed) if cache is not None else None
+    if cache is not None and key is not None:
+        known = cache.get(key)
+        if known is not None:
+            op_jwk = keys.op_key(known.issuer, known.kid, known.issued_at)
+            check_op_key_usage(op_jwk, known.kid)
+            if dict(op_jwk) == known.op_jwk:
+                cache._count(hit=True)
+                expiry.check(known.verified.claims, time.time() if now is None else now)
+                return replace(known.verified, token=pkt, op_jwk=op_jwk)
+        cache._count(hit=False)
 
     # 1. CIC: rz, upk and alg present, alg == upk.alg, alg allowed; the CIC signature by upk.
     cic = pkt.cic_claims()
@@ -219,7 +334,10 @@ def verify_pktoken(
         raise SignatureError("PK token: cosigner (COS) signatures are not supported")
     if any(sig.header for sig in pkt.signatures()):
         raise SignatureError("PK token: unprotected JWS headers are not accepted")
-    return VerifiedPKToken(pkt, claims, cic, op_jwk)
+    verified = VerifiedPKToken(pkt, claims, cic, op_jwk)
+    if cache is not None and key is not None:
+        cache.put(key, _Verified(verified, iss, kid, iat, dict(op_jwk)))
+    return verified
 
 
 __all__ = [
@@ -232,6 +350,7 @@ __all__ = [
     "OIDC",
     "ExpiryPolicy",
     "OPKeySource",
+    "PKTokenCache",
     "StaticJWKS",
     "VerifiedPKToken",
     "select_key",

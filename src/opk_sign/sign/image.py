@@ -9,10 +9,15 @@ Steps (docs/bundle.md for what is written, docs/registry.md for where):
 4. Resolve the reference to a digest and collect the manifests to sign: the one named and, with
    ``recursive``, every platform manifest of an index.
 5. Per platform manifest: attestations (SLSA provenance unless disabled, a custom predicate on
-   request), then the signature. The index's signature comes last, once every platform manifest
-   is signed. With a timestamp authority, each bundle gets an RFC 3161 timestamp over its
-   signature; a manifest's bundles are all made and timestamped before any of them is pushed.
-   Each bundle is pushed as an OCI 1.1 referrer of the manifest it signs.
+   request), then the signature. The index's signature comes last, once the referrers of every
+   platform manifest are stored and written to their listing. With a timestamp authority, each
+   bundle gets an RFC 3161 timestamp over its signature; a manifest's bundles are all made and
+   timestamped before any of them is pushed. Each bundle is pushed as an OCI 1.1 referrer of the
+   manifest it signs. On a registry without the referrers API, a manifest's referrers are listed
+   by one write of its fallback index, which is then confirmed after a settle time
+   (docs/registry.md); the platform manifests' confirmations run while the index is signed, so
+   the run waits about one settle time, not two, and succeeds only once every listing is
+   confirmed.
 
 A manifest counts as signed once its signature referrer is stored; it is pushed after the
 manifest's attestations, so a failure never leaves a signed manifest without them. A failure
@@ -25,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,7 +51,7 @@ from opk_sign.http import new_session
 from opk_sign.identity import SignerIdentity
 from opk_sign.jose import CompactJWS, JSONObject, parse_json_object
 from opk_sign.oci import mediatypes
-from opk_sign.oci.client import RegistryClient
+from opk_sign.oci.client import PendingReferrers, RegistryClient
 from opk_sign.oci.descriptor import Descriptor
 from opk_sign.oci.manifest import ImageIndex
 from opk_sign.oci.reference import Reference
@@ -293,6 +298,8 @@ def _children(
 @dataclass
 class _Outcome:
     target: ManifestToSign
+    stored: list[tuple[str | None, Descriptor]] = field(default_factory=list)
+    listing: PendingReferrers | None = None
     attestations: list[Attestation] = field(default_factory=list)
     signature: str | None = None
     error: OpkSignError | None = None
@@ -308,9 +315,9 @@ def _sign_one(
     created: datetime,
     tsa: requests.Session | None,
 ) -> _Outcome:
+    """Store every referrer of ``target`` and write them to its listing; :func:`_confirm` ends."""
     outcome = _Outcome(target)
     subject = Descriptor(target.descriptor.media_type, target.digest, target.descriptor.size)
-    stored: list[tuple[str | None, Descriptor]] = []  # (predicate type or None, referrer)
     try:
         # Every bundle of this manifest, attestations first, made (and timestamped) before any
         # is pushed: a TSA failure leaves nothing of this manifest in the registry.
@@ -333,14 +340,27 @@ def _sign_one(
             ]
         for kind, bundle in bundles:
             annotations = signer.annotations(created, kind)
-            stored.append((kind, _store(client, repository, subject, bundle, annotations)))
-        # One fallback-index round for all referrers of this manifest (nothing to do where the
-        # registry has the referrers API); until it lands, none of them is listed.
-        client.register_referrers(repository, target.digest, [d for _, d in stored])
+            outcome.stored.append((kind, _store(client, repository, subject, bundle, annotations)))
+        # One fallback-index update for all referrers of this manifest (nothing to do where the
+        # registry has the referrers API); until its write lands, none of them is listed.
+        outcome.listing = client.write_referrers(
+            repository, target.digest, [d for _, d in outcome.stored]
+        )
+    except OpkSignError as err:
+        outcome.error = err
+    return outcome
+
+
+def _confirm(outcome: _Outcome) -> _Outcome:
+    """Wait until the listing is confirmed (the settle time after the write); then it is signed."""
+    if outcome.error is not None or outcome.listing is None:
+        return outcome
+    try:
+        outcome.listing.confirm()
     except OpkSignError as err:
         outcome.error = err
         return outcome
-    for kind, descriptor in stored:
+    for kind, descriptor in outcome.stored:
         if kind is None:
             outcome.signature = descriptor.digest
         else:
@@ -440,18 +460,35 @@ def sign_image(
             tsa=tsa,
         )
 
+    pending: list[ManifestToSign] = []
+    confirming: list[Future[_Outcome]] = []
+    index_outcomes: list[_Outcome] = []
+
+    def failed() -> bool:
+        return any(o.error is not None for o in [*outcomes, *index_outcomes]) or any(
+            c.done() and c.result().error is not None for c in confirming
+        )
+
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
+            # Platform manifests in parallel: referrers stored and written to their listings.
             outcomes += pool.map(sign_one, platforms)
-        # An index is signed only once everything it lists is: its signature vouches for the
-        # image. Nested indexes come before the indexes listing them (collect_manifests orders
-        # them so).
-        pending: list[ManifestToSign] = []
-        for target in indexes:
-            if any(o.error is not None for o in outcomes):
-                pending.append(target)
-                continue
-            outcomes.append(sign_one(target))
+            # Their listings are confirmed in the background (each waits out its settle time)
+            # while the indexes are signed, so the waits overlap instead of adding up.
+            confirming += [pool.submit(_confirm, o) for o in outcomes if o.error is None]
+            # An index is signed only once every manifest it lists has its referrers stored and
+            # written to its listing: its signature vouches for the image. Nested indexes come
+            # before the indexes listing them (collect_manifests orders them so).
+            for target in indexes:
+                if failed():
+                    pending.append(target)
+                    continue
+                index_outcomes.append(sign_one(target))
+            for outcome in index_outcomes:
+                _confirm(outcome)
+            for future in confirming:
+                future.result()  # updates its outcome (in ``outcomes``) in place
+        outcomes += index_outcomes
     finally:
         if tsa is not None:
             tsa.close()

@@ -39,7 +39,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import platformdirs
 import requests
 from tuf.api import exceptions as tuf_errors
 from tuf.api.metadata import (  # type: ignore[attr-defined]  # re-exported, no __all__
@@ -59,15 +58,13 @@ from opk_sign.errors import FormatError, TrustError, UsageError
 from opk_sign.http import DEFAULT_HTTP, new_session
 from opk_sign.jose import parse_json
 from opk_sign.trust.jwks_archive import JWKSArchive
+from opk_sign.trust.location import CONFIG_FILE, TRUST_DIR_ENV, default_trust_dir
 from opk_sign.trust.mapping import MAPPING_TARGET, Mapping
 from opk_sign.urls import require_secure_url
 
 if TYPE_CHECKING:
     from opk_sign.policy import AllOf
 
-#: Environment variable naming the trust directory (tests, CI, several configurations).
-TRUST_DIR_ENV: Final = "OPK_SIGN_TRUST_DIR"
-CONFIG_FILE: Final = "config.json"
 ROOT_FILE: Final = "root.json"
 #: Optional target: PEM certificate chains of the timestamp authorities verifiers trust.
 TSA_CERTS_TARGET: Final = "tsa/certs.pem"
@@ -211,14 +208,6 @@ def check_private_tree(tree: Path) -> None:
 
 
 # --- configuration --------------------------------------------------------------------------------
-
-
-def default_trust_dir() -> Path:
-    """``$OPK_SIGN_TRUST_DIR``, else ``<user cache dir>/opk-sign/trust``."""
-    configured = os.environ.get(TRUST_DIR_ENV)
-    if configured:
-        return Path(configured)
-    return Path(platformdirs.user_cache_dir("opk-sign")) / "trust"
 
 
 @dataclass(frozen=True)

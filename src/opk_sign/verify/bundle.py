@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from opk_sign.bundle import Bundle
 from opk_sign.errors import (
@@ -35,9 +36,12 @@ from opk_sign.pktoken import (
     verify_osm,
     verify_pktoken,
 )
-from opk_sign.pktoken.verify import MAX_AGE_24H
+from opk_sign.pktoken.verify import MAX_AGE_24H, PKTokenCache
 from opk_sign.policy import IdentityPolicy
-from opk_sign.trust.timestamp import TSATrust, verify_timestamp
+
+if TYPE_CHECKING:
+    # cryptography.x509 and rfc3161_client: loaded only to check timestamps (issue 13).
+    from opk_sign.trust.timestamp import TSATrust
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,8 @@ def _timestamps(bundle: Bundle, tsa: TSATrust | None, expiry: ExpiryPolicy) -> t
     #    The claims are read here and authenticated in step 2, which rejects a forged token.
     if tsa is None or not bundle.timestamps:
         return ()
+    from opk_sign.trust.timestamp import verify_timestamp
+
     signature = bundle.signature_bytes()
     iat, end = expiry.window(bundle.pk_token.claims())
     times = []
@@ -93,6 +99,8 @@ def _pk_token(
     issuers: Collection[str] | None,
     expiry: ExpiryPolicy,
     at: float | None,
+    *,
+    cache: PKTokenCache | None,
 ) -> VerifiedPKToken:
     # 2. The PK token: CIC, issuer, GQ256 over the OP key named by the original kid,
     #    commitment in aud, expiry (at the earliest trusted timestamp's time, else now).
@@ -102,6 +110,7 @@ def _pk_token(
         issuers=frozenset(issuers) if issuers is not None else None,
         expiry=expiry,
         now=at,
+        cache=cache,
     )
 
 
@@ -117,18 +126,22 @@ def verify_signature_bundle(
     now: float | None = None,
     tsa: TSATrust | None = None,
     signed_repositories: Collection[str] = (),
+    pktoken_cache: PKTokenCache | None = None,
 ) -> VerifiedSignature:
     """A signature bundle for manifest ``digest`` of repository ``docker_reference``, or of one
     of ``signed_repositories`` (where a copied or mirrored image was signed: named by whoever
     writes the policy, never by the registry).
 
     With ``tsa``, the bundle's timestamps (if any) must verify and the token's expiry is judged
-    at the earliest one's time; without, or without timestamps, at ``now``.
+    at the earliest one's time; without, or without timestamps, at ``now``. ``pktoken_cache``
+    (the run's) spares the CIC and GQ256 checks of a token verified before against the same OP
+    key; the expiry is judged every time.
     """
     if bundle.osm is None:
         raise FormatError("bundle: not a signature (it holds a DSSE envelope, not an OSM)")
     times = _timestamps(bundle, tsa, expiry)
-    verified = _pk_token(bundle, keys, issuers, expiry, times[0].timestamp() if times else now)
+    at = times[0].timestamp() if times else now
+    verified = _pk_token(bundle, keys, issuers, expiry, at, cache=pktoken_cache)
     # 3. The OSM: signed by upk under exactly this PK token (its signature is what the
     #    timestamps cover).
     message = verify_osm(bundle.pk_token, bundle.osm)
@@ -178,6 +191,7 @@ def verify_attestation_bundle(
     expiry: ExpiryPolicy = MAX_AGE_24H,
     now: float | None = None,
     tsa: TSATrust | None = None,
+    pktoken_cache: PKTokenCache | None = None,
 ) -> VerifiedAttestation:
     """An attestation bundle whose in-toto subject is manifest ``digest``; ``tsa`` as for
     :func:`verify_signature_bundle`."""
@@ -185,7 +199,8 @@ def verify_attestation_bundle(
     if envelope is None:
         raise FormatError("bundle: not an attestation (it holds an OSM, not a DSSE envelope)")
     times = _timestamps(bundle, tsa, expiry)
-    verified = _pk_token(bundle, keys, issuers, expiry, times[0].timestamp() if times else now)
+    at = times[0].timestamp() if times else now
+    verified = _pk_token(bundle, keys, issuers, expiry, at, cache=pktoken_cache)
     # 3. The DSSE envelope: in-toto payload, signed by upk (the signature the timestamps cover).
     if envelope.payload_type != INTOTO_PAYLOAD_TYPE:
         raise PayloadMismatchError(

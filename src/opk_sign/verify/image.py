@@ -79,6 +79,7 @@ def _trust_kwargs(options: VerifyOptions) -> dict[str, Any]:
         "issuers": options.issuers,
         "expiry": options.expiry,
         "now": options.now,
+        "pktoken_cache": options.pktoken_cache,
     }
     if options.tsa is not None:
         kwargs["tsa"] = options.tsa
@@ -132,14 +133,7 @@ def verify_image(
         digest = descriptor.digest
         manifests = _verify_tree(client, reference, descriptor, data, options)
     except OpkSignError as err:
-        return ImageResult(
-            image=image,
-            outcome=Outcome.of_error(err),
-            message=err.diagnostics(),
-            reference=reference.name if reference else None,
-            digest=digest,
-            seconds=time.monotonic() - started,
-        )
+        return _error_result(image, err, reference, digest, started)
     outcome = Outcome.worst(m.outcome for m in manifests)
     failed = [m for m in manifests if m.outcome is not Outcome.VERIFIED]
     if not failed:
@@ -156,6 +150,32 @@ def verify_image(
         manifests=tuple(manifests),
         seconds=time.monotonic() - started,
     )
+
+
+def _error_result(
+    image: str, err: OpkSignError, reference: Reference | None, digest: str | None, started: float
+) -> ImageResult:
+    return ImageResult(
+        image=image,
+        outcome=Outcome.of_error(err),
+        message=err.diagnostics(),
+        reference=reference.name if reference else None,
+        digest=digest,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _prepare(image: str, options: VerifyOptions | OptionsFor) -> VerifyOptions | ImageResult:
+    """What :func:`verify_image` decides before asking a registry: the options for ``image``, or
+    its result when it has none (a bad reference, no policy for it). Run where the batch is
+    handed out; the caller's deadlines apply."""
+    started = time.monotonic()
+    reference: Reference | None = None
+    try:
+        reference = Reference.parse(image)
+        return options_for(options, image)
+    except OpkSignError as err:
+        return _error_result(image, err, reference, None, started)
 
 
 def _verify_tree(
@@ -521,6 +541,7 @@ def verify_images(
     client: RegistryClient | None = None,
     jobs: int = DEFAULT_JOBS,
     image_timeout: float | None = None,
+    workers: int | None = None,
 ) -> Iterator[ImageResult]:
     """Verify images in parallel (at most ``jobs`` at once); results come in the given order.
 
@@ -528,6 +549,13 @@ def verify_images(
     default keychain (the docker config, then anonymous) is made for the run and closed after it.
     Each image has its own deadline (``image_timeout``, default twice the exchange deadline)
     inside the caller's (the run's), so one slow registry cannot hold the others' results.
+
+    ``workers``: processes to verify on, this one included (:mod:`opk_sign.verify.workers`),
+    each with its share of the ``jobs`` as threads; a worker process makes a client like
+    ``client``. 0 or 1: this process's threads alone; None (default): one per CPU for batches
+    of :data:`~opk_sign.verify.workers.MIN_IMAGES` distinct images or more. A client a worker
+    could not make again (a subclass, credential sources that do not pickle) keeps the batch
+    in this process.
     """
     images = list(images)
     if client is None:
@@ -535,7 +563,12 @@ def verify_images(
 
         with RegistryClient(Keychain.default()) as own:
             yield from verify_images(
-                images, options, client=own, jobs=jobs, image_timeout=image_timeout
+                images,
+                options,
+                client=own,
+                jobs=jobs,
+                image_timeout=image_timeout,
+                workers=workers,
             )
         return
     run = deadline.current()  # pool threads do not inherit it: each image enters it itself
@@ -553,6 +586,7 @@ def verify_images(
             client=client,
             jobs=jobs,
             image_timeout=image_timeout,
+            workers=workers,
         )
         for image, key in zip(images, keys, strict=True):
             if key not in decided:
@@ -560,6 +594,33 @@ def verify_images(
             yield replace(decided[key], image=image)
         return
     per_image = image_timeout or 2 * (client.http.exchange_timeout or 60.0)
+    settings = None
+    if len(images) > 1 and jobs > 1 and workers not in (0, 1):
+        from opk_sign.verify import workers as _workers  # only for a batch
+
+        processes = _workers.worker_count(workers, jobs=jobs, images=len(images))
+        if processes:
+            settings = _workers.ClientSettings.of(client, _workers.registries_of(images))
+    if settings is not None:
+        from opk_sign.verify.workers import verify_in_workers
+
+        def prepare(image: str) -> VerifyOptions | ImageResult:
+            with deadline.within(run), deadline.within(per_image, f"verifying {image}"):
+                return _prepare(image, options)
+
+        yield from verify_in_workers(
+            images,
+            prepare,
+            verify=verify_image,
+            settings=settings,
+            client=client,
+            workers=processes,
+            jobs=jobs,
+            per_image=per_image,
+            run=run,
+            notice=getattr(client.transport, "_notice", None),
+        )
+        return
 
     def one(image: str) -> ImageResult:
         with deadline.within(run), deadline.within(per_image, f"verifying {image}"):

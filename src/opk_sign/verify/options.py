@@ -11,21 +11,20 @@ the Actions runner: each front end turns its own input into these arguments.
 from __future__ import annotations
 
 import functools
-import os
 import re
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opk_sign.errors import FormatError, UsageError
 from opk_sign.http import DEFAULT_HTTP, HTTPConfig, new_session
+from opk_sign.issuer import default_issuer
 from opk_sign.oci.descriptor import Platform
-from opk_sign.oidc.github import ISSUER_VAR
-from opk_sign.pktoken import GITHUB_ISSUER, ExpiryPolicy, OPKeySource
-from opk_sign.pktoken.verify import MAX_AGE_24H
+from opk_sign.pktoken import ExpiryPolicy, OPKeySource
+from opk_sign.pktoken.verify import MAX_AGE_24H, PKTokenCache
 from opk_sign.policy import (
     AllOf,
     IdentityPolicy,
@@ -42,11 +41,6 @@ if TYPE_CHECKING:
     from opk_sign.trust.client import TrustClient
     from opk_sign.trust.jwks_archive import JWKSArchive
     from opk_sign.trust.timestamp import TSATrust
-
-
-def default_issuer(environ: Mapping[str, str] | None = None) -> str:
-    """``$OPK_SIGN_OIDC_ISSUER``, else GitHub Actions' issuer."""
-    return (os.environ if environ is None else environ).get(ISSUER_VAR) or GITHUB_ISSUER
 
 
 @dataclass(frozen=True)
@@ -68,6 +62,9 @@ class VerifyOptions:
     signed_name: str | None = None
     #: Repositories a signature may also name (``--signed-repository``): where a copy was signed.
     signed_repositories: tuple[str, ...] = ()
+    #: PK tokens this run has verified (each distinct token's CIC and GQ256 checked once); the
+    #: options :func:`build_verify_options` makes for one run share one.
+    pktoken_cache: PKTokenCache = field(default_factory=PKTokenCache, compare=False, repr=False)
 
 
 #: Options for one image, or a function choosing them per image (the TUF mapping's policies).
@@ -387,7 +384,7 @@ def no_policy_error(trust_repository: bool = False) -> UsageError:
 
 def trust_installed() -> bool:
     """Whether a TUF trust repository is installed (``opk-sign trust init``)."""
-    from opk_sign.trust.client import CONFIG_FILE, default_trust_dir
+    from opk_sign.trust.location import CONFIG_FILE, default_trust_dir
 
     return (default_trust_dir() / CONFIG_FILE).is_file()
 
@@ -400,10 +397,10 @@ def installed_trust_client(
 ) -> TrustClient | None:
     """The installed TUF trust repository, refreshed once (rollback, freeze, mix-and-match:
     TrustError, exit 14); None when none is installed and ``offline`` is not asked for."""
+    if not offline and not trust_installed():
+        return None  # python-tuf not even imported (issue 13)
     from opk_sign.trust.client import TrustClient
 
-    if not offline and not trust_installed():
-        return None
     client = TrustClient(offline=offline, session=new_session(http))
     client.refresh()
     if client.notice:
@@ -423,8 +420,6 @@ def load_jwks_archive(path: Path) -> JWKSArchive:
 
 def load_tsa_trust(tsa_certs: Path | None, trust: TrustClient | None) -> TSATrust | None:
     """Trusted TSA certificates: a PEM file and those the trust repository distributes."""
-    from opk_sign.trust.timestamp import TSATrust
-
     pem = b""
     if tsa_certs is not None:
         try:
@@ -433,7 +428,11 @@ def load_tsa_trust(tsa_certs: Path | None, trust: TrustClient | None) -> TSATrus
             raise UsageError(f"cannot read --tsa-certs {tsa_certs}: {err.strerror}") from None
     if trust is not None:
         pem += b"\n" + (trust.tsa_certs() or b"")
-    return TSATrust.from_pem(pem) if pem.strip() else None
+    if not pem.strip():
+        return None
+    from opk_sign.trust.timestamp import TSATrust  # cryptography.x509: only with TSAs (issue 13)
+
+    return TSATrust.from_pem(pem)
 
 
 def _expiry(expiry: str | ExpiryPolicy) -> ExpiryPolicy:
@@ -522,6 +521,7 @@ def build_verify_options(
         keys = KeySourceChain(keys, *archives)
     tsa = load_tsa_trust(tsa_certs_file, trust)
     chosen_keys = keys
+    pktoken_cache = PKTokenCache()  # the run's, whichever policy each image gets
 
     def make(
         policy: IdentityPolicy, signed_name: str | None = None, rule_signed_in: Sequence[str] = ()
@@ -542,6 +542,7 @@ def build_verify_options(
             signed_repositories=tuple(
                 dict.fromkeys((*also_signed_in, *from_policy, *rule_signed_in))
             ),
+            pktoken_cache=pktoken_cache,
         )
 
     if policy is not None:

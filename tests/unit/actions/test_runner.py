@@ -196,6 +196,8 @@ UNREACHABLE: frozenset[str] = frozenset(
         "--force",
         # An offline kit's verify command: a CLI command to run, whichever tool wrote the kit.
         "--from-dir",
+        # Batch tuning of `opk-sign verify`; the actions verify with the library's defaults.
+        "--workers",
     }
 )
 #: Verification flags: the signing action never verifies.

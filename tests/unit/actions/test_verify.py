@@ -237,7 +237,18 @@ def _subparser(name: str) -> argparse.ArgumentParser:
 
 
 VERIFY_ONLY = {
-    *("images", "images_from", "bundle", "from_dir", "output", "vsa", "jobs", "progress", "func"),
+    *(
+        "images",
+        "images_from",
+        "bundle",
+        "from_dir",
+        "output",
+        "vsa",
+        "jobs",
+        "progress",
+        "func",
+        "workers",
+    ),
 }
 
 

@@ -13,6 +13,7 @@ from opk_sign.oci import mediatypes
 from opk_sign.oci.descriptor import Descriptor
 from opk_sign.oci.manifest import canonical_json
 from opk_sign.oci.referrers import (
+    SettlePolicy,
     fallback_tag,
     filter_by_artifact_type,
     lists_all,
@@ -121,3 +122,34 @@ def test_merges_in_any_order_lose_nothing(batches: list[list[int]]) -> None:
     listed = [d.digest for d in parse_referrers_index(index)] if index else []
     assert len(listed) == len(set(listed))
     assert set(listed) == expected
+
+
+# --- how long a writer waits before reading its write back -------------------------------------
+
+
+def test_the_quiet_settle_is_the_floor_or_a_multiple_of_the_read_to_write_time() -> None:
+    policy = SettlePolicy(quiet=0.15, contended=0.5, factor=4.0, jitter=0.25)
+    assert policy.wait(0.01, contended=False, draw=0.9) == 0.15  # no jitter while quiet
+    assert policy.wait(0.1, contended=False, draw=0.9) == pytest.approx(0.4)
+
+
+@given(
+    read_to_write=st.floats(0, 10),
+    draw=st.floats(0, 1, exclude_max=True),
+    quiet=st.floats(0, 5),
+    contended=st.floats(0, 5),
+)
+def test_the_contended_settle_is_never_shorter_than_the_quiet_one(
+    read_to_write: float, draw: float, quiet: float, contended: float
+) -> None:
+    policy = SettlePolicy(quiet=quiet, contended=contended)
+    calm = policy.wait(read_to_write, contended=False, draw=draw)
+    busy = policy.wait(read_to_write, contended=True, draw=draw)
+    assert busy >= calm >= max(quiet, 4 * read_to_write)
+    assert busy >= contended + 4 * read_to_write
+    assert busy <= max(calm, (contended + 4 * read_to_write) * 1.25)
+
+
+def test_negative_settle_times_are_refused() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        SettlePolicy(quiet=-1)
