@@ -84,11 +84,11 @@ if TYPE_CHECKING:
 #: are asked for: starting one (~0.4 s of imports) costs more than it saves below it.
 MIN_IMAGES: Final = 64
 #: Whether this process verifies its share of a batch as one of the ``workers`` (one process
-#: fewer to start, and verifying from the first image on while the others start: measured
-#: faster and cheaper in CPU, bench/RESULTS.md), or only hands images out (the tests' choice
-#: when a worker must hold a given image). Only up to :data:`SHARE_HERE_UP_TO` processes: with
-#: more, handing images out and taking results in is work enough for this process's interpreter
-#: lock, which its own verifying threads would otherwise keep from it.
+#: fewer to start, and verifying from the first image on while the others start: measured as
+#: fast or faster, and cheaper in CPU; docs/verify.md, Batches), or only hands images out (the
+#: tests' choice when a worker must hold a given image). Only up to :data:`SHARE_HERE_UP_TO`
+#: processes: with more, handing images out and taking results in is work enough for this
+#: process's interpreter lock, which its own verifying threads would otherwise keep from it.
 SHARE_HERE: Final = True
 SHARE_HERE_UP_TO: Final = 4
 #: A worker silent this long past an image's own deadline, with images in hand, is stuck.
