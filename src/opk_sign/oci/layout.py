@@ -76,7 +76,7 @@ class LayoutReader:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        marker = _read(root / LAYOUT_FILE, 4096, "oci-layout")
+        marker = read_regular_file(root / LAYOUT_FILE, 4096, "oci-layout")
         try:
             version = json.loads(marker).get("imageLayoutVersion")
         except (ValueError, AttributeError):
@@ -100,7 +100,7 @@ class LayoutReader:
         return found
 
     def _index(self) -> dict[str, Any]:
-        data = _read(self.root / INDEX_FILE, MAX_INDEX_BYTES, "index.json")
+        data = read_regular_file(self.root / INDEX_FILE, MAX_INDEX_BYTES, "index.json")
         try:
             doc: Any = json.loads(data)
         except (ValueError, RecursionError):
@@ -118,14 +118,10 @@ class LayoutReader:
             path = blob_path(self.root, digest)
         except UsageError:
             raise FormatError(f"{self.root}: {digest!r} is not a digest") from None
-        data = _read(path, max_size, f"blob {digest}")
+        data = read_regular_file(path, max_size, f"blob {digest}")
         if digest_of(data, split_digest(digest)[0]) != digest:
             raise FormatError(f"blob {digest} of {self.root} does not match its digest (altered)")
         return data
-
-
-def _read(path: Path, max_size: int, what: str) -> bytes:
-    return read_regular_file(path, max_size, what)
 
 
 def read_regular_file(path: Path, max_size: int, what: str) -> bytes:
