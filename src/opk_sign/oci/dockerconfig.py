@@ -14,7 +14,6 @@ import base64
 import binascii
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -103,6 +102,8 @@ class DockerConfig:
         return self.auths.get(key)
 
     def _from_helper(self, helper: str, registry: str) -> Credential | None:
+        import shutil  # only where a credential helper is named: bz2 and lzma come with it
+
         program = shutil.which(HELPER_PREFIX + helper, path=_absolute_dirs(self.helper_path))
         source = f"{HELPER_PREFIX}{helper} (docker config {self.path})"
         if program is None:
