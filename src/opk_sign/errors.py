@@ -102,6 +102,12 @@ class TimestampError(VerificationError):
     """An RFC 3161 timestamp is invalid, untrusted, or outside the token's window."""
 
 
+class TransparencyError(VerificationError):
+    """A transparency log entry does not prove this bundle was logged: wrong body, bad inclusion
+    proof, checkpoint not signed by a trusted log key, witness quorum not met, or a required
+    entry missing (docs/transparency.md)."""
+
+
 class PolicyError(VerificationError):
     """A valid signature whose identity does not satisfy the required policy."""
 

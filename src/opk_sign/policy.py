@@ -87,6 +87,12 @@ class AllOf:
     #: image's own (a copy's or mirror's origin). Not a claim: the verifier checks it against the
     #: signed payload, and the claims must satisfy ``policies`` all the same.
     signed_repositories: tuple[str, ...] = ()
+    #: A policy document's ``source-repository`` / ``source-commit``: not claims either, but what
+    #: each platform's BuildKit provenance must name (verify.attestations.check_source).
+    source: Mapping[str, str] | None = None
+    #: A policy document's ``transparency: required``: every bundle must carry a verified
+    #: transparency log entry (docs/transparency.md). None: entries are checked when present.
+    transparency: str | None = None
 
     def __post_init__(self) -> None:
         if not self.policies:
@@ -321,11 +327,24 @@ def _document(doc: Any, default_issuer: str | None, path: str, where: str) -> Al
     fields: list[IdentityPolicy] = []
     combined: dict[str, IdentityPolicy] = {}
     signed_in: tuple[str, ...] = ()
+    source: dict[str, str] = {}
+    transparency: str | None = None
     for key, value in doc.items():
         if not isinstance(key, str):
             raise UsageError(f"{_at(path, doc, key)}: key {key!r} is not a string")
         if key == SIGNED_REPOSITORY_KEY:
             signed_in = _signed_in(doc, value, path)
+            continue
+        if key in SOURCE_KEYS:
+            source[key] = _source_field(doc, key, value, path)
+            continue
+        if key == TRANSPARENCY_KEY:
+            if path != "policy" or value not in ("required", "optional"):
+                raise UsageError(
+                    f"{_at(path, doc, key)}: 'transparency' is 'required' or 'optional', at the "
+                    "top of the policy"
+                )
+            transparency = str(value)
             continue
         if key not in ("all-of", "any-of"):
             fields.append(_field(doc, key, value, path))
@@ -354,7 +373,7 @@ def _document(doc: Any, default_issuer: str | None, path: str, where: str) -> Al
         require_pinned(AllOf(parts), where)
     if default_issuer is not None and not _mentions_issuer(parts):
         parts.insert(0, ClaimPolicy("iss", default_issuer))
-    return AllOf(parts, signed_in)
+    return AllOf(parts, signed_in, source or None, transparency)
 
 
 #: The policy-document key naming where copies were signed (``--signed-repository``).
@@ -381,6 +400,23 @@ def _signed_in(doc: Mapping[Any, Any], value: Any, path: str) -> tuple[str, ...]
         return signed_repositories(names, SIGNED_REPOSITORY_KEY)
     except UsageError as err:
         raise UsageError(f"{at}: {err.message}", hint=err.hint) from None
+
+
+#: The policy-document key requiring transparency log entries (docs/transparency.md).
+TRANSPARENCY_KEY: Final = "transparency"
+
+#: The policy-document keys on what the BuildKit provenance names (docs/official-images.md).
+SOURCE_KEYS: Final = ("source-repository", "source-commit")
+
+
+def _source_field(doc: Mapping[Any, Any], key: str, value: Any, path: str) -> str:
+    """``source-repository`` / ``source-commit``: a string, at the top of the document only."""
+    at = _at(path, doc, key)
+    if path != "policy":
+        raise UsageError(f"{at}: {key!r} belongs at the top of the policy, not inside any-of")
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{at}: {key!r} must be a non-empty string, got {_kind(value)}")
+    return value
 
 
 #: Policy fields that name the signer, as the CLI spells them, for messages.

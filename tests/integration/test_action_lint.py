@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 ACTIONS = sorted(p for p in (ROOT / "action.yml", ROOT / "verify" / "action.yml") if p.is_file())
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
+DEPENDABOT = ROOT / ".github" / "dependabot.yml"
 
 
 def zizmor() -> Path:
@@ -61,7 +62,8 @@ def test_there_is_something_to_lint() -> None:
     assert ROOT / "action.yml" in ACTIONS
     assert ROOT / "verify" / "action.yml" in ACTIONS
     names = {w.name for w in WORKFLOWS}
-    assert {"sign.yml", "ci.yml", "verify.yml"} <= names
+    assert {"sign.yml", "ci.yml", "verify.yml", "release.yml"} <= names
+    assert DEPENDABOT.is_file()
 
 
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.name)
@@ -97,8 +99,9 @@ def test_actionlint_passes_on_action_metadata(action: Path, tmp_path: Path) -> N
 
 
 def test_zizmor_passes_offline_on_actions_and_workflows() -> None:
-    result = run([zizmor(), "--offline", "--no-progress", *ACTIONS, *WORKFLOWS])
+    result = run([zizmor(), "--offline", "--no-progress", *ACTIONS, *WORKFLOWS, DEPENDABOT])
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "dependabot.yml" in result.stderr + result.stdout  # audited, not skipped
 
 
 def test_zizmor_catches_a_template_injection(tmp_path: Path) -> None:

@@ -21,6 +21,16 @@ def push_sample_image(
     layers: int = 2,
     layer_size: int = 2048,
     index: bool = True,
+    tar_layers: bool = False,
 ) -> Descriptor:
-    """Push a random image to ``repo_ref`` (its tag, else ``latest``); returns what the tag names."""
-    return _push(client, repo_ref, platforms, layers=layers, layer_size=layer_size, index=index)
+    """Push a random image to ``repo_ref`` (its tag, else ``latest``); returns what the tag names.
+    ``tar_layers``: real gzipped tar layers, which a runtime can unpack (containerd)."""
+    return _push(
+        client,
+        repo_ref,
+        platforms,
+        layers=layers,
+        layer_size=layer_size,
+        index=index,
+        tar_layers=tar_layers,
+    )

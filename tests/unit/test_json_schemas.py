@@ -341,3 +341,69 @@ def test_download_schema_refuses_what_no_download_writes() -> None:
     invalid({**document, "digests": {"oci-layout": A, "index.json": "x"}}, "download")
     digests = {"oci-layout": A, "index.json": B, "opk-sign/kit.json": C}
     invalid({**document, "digests": digests}, "download")  # kit.json cannot list itself
+
+
+# --- BuildKit attestation manifests (issue 17) ---------------------------------------------------
+
+
+def test_buildkit_documents_validate() -> None:
+    """inspect's attestation manifests under their platform, verify's BuildKit evidence, sign's
+    attestation manifests signed with --attestation-manifests."""
+    attestation = Descriptor(
+        mediatypes.OCI_MANIFEST,
+        C,
+        836,
+        annotations={
+            "vnd.docker.reference.type": "attestation-manifest",
+            "vnd.docker.reference.digest": B,
+        },
+        platform=Platform("unknown", "unknown"),
+    )
+    platform = Descriptor(mediatypes.OCI_MANIFEST, B, 500, platform=Platform("linux", "amd64"))
+    node = TreeNode(attestation, predicate_types=[PROVENANCE, "https://spdx.dev/Document"])
+    tree = ImageTree(
+        Reference.parse("ghcr.io/o/app:v1"),
+        TreeNode(
+            Descriptor(mediatypes.OCI_INDEX, A, 700),
+            manifests=[TreeNode(platform, attestations=[node])],
+        ),
+    )
+    document = tree.to_dict()
+    valid(json.loads(json.dumps(document)), "inspect")
+    assert document["manifests"][0]["attestations"][0]["predicateTypes"][0] == PROVENANCE
+
+    evidence = {
+        "attestationManifest": C,
+        "coveredBy": "index-signature",
+        "signature": A,
+        "layer": D,
+        "statementType": "https://in-toto.io/Statement/v1",
+        "source": {"repository": "https://github.com/o/app.git", "commit": "a" * 40, "from": "vcs"},
+    }
+    check = BundleCheck(C, "attestation", Outcome.VERIFIED, predicate_type=PROVENANCE)
+    manifest = ManifestResult(
+        B,
+        mediatypes.OCI_MANIFEST,
+        "linux/amd64",
+        Outcome.VERIFIED,
+        "verified",
+        (dataclasses.replace(check, buildkit=evidence),),
+    )
+    result = ImageResult("ghcr.io/o/app:v1", Outcome.VERIFIED, "ok", "ghcr.io/o/app", A, (manifest,))
+    valid(json.loads(json.dumps(result.to_dict())), "verify")
+    bad = dataclasses.replace(check, buildkit={**evidence, "coveredBy": "annotation"})
+    invalid(
+        dataclasses.replace(result, manifests=(dataclasses.replace(manifest, checks=(bad,)),))
+        .to_dict(),
+        "verify",
+    )
+
+    signed = signing_result()
+    with_attestation = dataclasses.replace(
+        signed,
+        manifests=(
+            *signed.manifests,
+            SignedManifest(C, mediatypes.OCI_MANIFEST, None, D, attestation_for=B),
+        ),
+    )
+    valid(json.loads(json.dumps(with_attestation.to_dict())), "sign")

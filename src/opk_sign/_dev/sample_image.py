@@ -3,8 +3,11 @@ push-sample`): random layers, a config per platform, and an OCI index over the p
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import os
+import tarfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,12 +28,14 @@ def push_sample_image(
     layers: int = 1,
     layer_size: int = 1024,
     index: bool | None = None,
+    tar_layers: bool = False,
 ) -> Descriptor:
     """Push a random image under ``reference``'s tag (else ``latest``); returns what it names.
 
     Each platform gets ``layers`` random layers and a config. ``index`` None makes an OCI index
     when there are several platforms; True always makes one; False pushes a single platform's
-    image manifest.
+    image manifest. ``tar_layers``: each layer a real gzipped tar (one file of random text),
+    so that a runtime can unpack the image (containerd's pulls); else random bytes.
     """
     ref = Reference.parse(reference) if isinstance(reference, str) else reference
     if not platforms:
@@ -43,7 +48,7 @@ def push_sample_image(
     children = []
     for text in platforms:
         platform = Platform.parse(text)
-        data = _platform_manifest(client, ref, platform, layers, layer_size)
+        data = _platform_manifest(client, ref, platform, layers, layer_size, tar_layers=tar_layers)
         if not index:
             digest = client.put_manifest(ref, data, mediatypes.OCI_MANIFEST, tag=tag)
             return Descriptor(mediatypes.OCI_MANIFEST, digest, len(data))
@@ -59,15 +64,36 @@ def push_sample_image(
     return Descriptor(mediatypes.OCI_INDEX, digest, len(data))
 
 
+def _tar_layer(number: int, size: int) -> tuple[bytes, bytes]:
+    """A gzipped tar holding one file of ``size`` random hex characters: (blob, diff)."""
+    text = os.urandom((size + 1) // 2).hex()[:size].encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo(f"sample-{number}.txt")
+        info.size, info.mode, info.mtime = len(text), 0o644, 0
+        archive.addfile(info, io.BytesIO(text))
+    diff = buffer.getvalue()
+    return gzip.compress(diff, mtime=0), diff
+
+
 def _platform_manifest(
-    client: RegistryClient, ref: Reference, platform: Platform, layers: int, layer_size: int
+    client: RegistryClient,
+    ref: Reference,
+    platform: Platform,
+    layers: int,
+    layer_size: int,
+    *,
+    tar_layers: bool = False,
 ) -> bytes:
     layer_descriptors = []
     diff_ids = []
-    for _ in range(layers):
-        content = os.urandom(layer_size)
+    for number in range(layers):
+        if tar_layers:
+            content, diff = _tar_layer(number, layer_size)
+        else:
+            content = diff = os.urandom(layer_size)
         layer_descriptors.append(client.put_blob(ref, content, mediatypes.OCI_LAYER_GZIP))
-        diff_ids.append("sha256:" + hashlib.sha256(content).hexdigest())
+        diff_ids.append("sha256:" + hashlib.sha256(diff).hexdigest())
     config: dict[str, Any] = {
         "architecture": platform.architecture,
         "os": platform.os,

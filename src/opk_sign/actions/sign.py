@@ -26,6 +26,7 @@ from opk_sign.oci.reference import Reference
 from opk_sign.oidc import GitHubActionsProvider, TokenProvider
 from opk_sign.oidc.github import REQUEST_TOKEN_VAR
 from opk_sign.sign.image import CustomPredicate, SigningOptions, SigningResult, sign_image
+from opk_sign.tlog.client import DEFAULT_TLOG_URL, TLOG_MODE_VAR, TLOG_MODES, TLOG_URL_VAR
 from opk_sign.trust.tsa import DEFAULT_TIMESTAMP_URL, TIMESTAMP_URL_VAR
 
 if TYPE_CHECKING:
@@ -45,6 +46,11 @@ WORDS: Final = runner.COMMON_WORDS | {
     ),
     "--timestamp-url": "the timestamp-url input",
     "--no-timestamp": '`timestamp-url: ""`',
+    # tlog/client.py's hint names the flags, the variable and the input: here only the inputs.
+    "--tlog-url, OPK_SIGN_TLOG_URL, or the action's tlog-url input": "the tlog-url input",
+    "--tlog-url": "the tlog-url input",
+    "--tlog never": "`tlog: never`",
+    "--tlog": "the tlog input",
     # oci/auth.py's hint for a registry that wants credentials none were given for.
     "(--registry-username with OPK_SIGN_REGISTRY_PASSWORD, or OPK_SIGN_REGISTRY_TOKEN)": (
         "(the registry-username and registry-password inputs)"
@@ -69,6 +75,9 @@ class ActionInputs:
     timestamp_url: str | None = None
     #: Where in the workspace to write the bundles (an offline kit per image); "" for none.
     bundle_dir: str = DEFAULT_BUNDLE_DIR
+    #: The tlog and tlog-url inputs (docs/transparency.md); None: not set (the CLI's defaults).
+    tlog: str | None = None
+    tlog_url: str | None = None
 
 
 def read_inputs() -> ActionInputs:
@@ -93,6 +102,8 @@ def read_inputs() -> ActionInputs:
             if runner.input_given("bundle-dir")
             else DEFAULT_BUNDLE_DIR
         ),
+        tlog=runner.text_input("tlog") if runner.input_given("tlog") else None,
+        tlog_url=runner.text_input("tlog-url") if runner.input_given("tlog-url") else None,
     )
 
 
@@ -151,12 +162,17 @@ def signing_options(inputs: ActionInputs, env: Mapping[str, str]) -> SigningOpti
         timestamp_url: str | None = env.get(TIMESTAMP_URL_VAR) or DEFAULT_TIMESTAMP_URL
     else:
         timestamp_url = inputs.timestamp_url or None  # empty: no timestamps
+    tlog = inputs.tlog or env.get(TLOG_MODE_VAR) or "auto"
+    if tlog not in TLOG_MODES:
+        raise UsageError(f"the tlog input must be auto, always or never, not {tlog!r}")
     return SigningOptions(
         recursive=inputs.recursive,
         provenance=inputs.provenance,
         predicate=predicate,
         server_url=env.get("GITHUB_SERVER_URL") or "https://github.com",
         timestamp_url=timestamp_url,
+        tlog=tlog,
+        tlog_url=inputs.tlog_url or env.get(TLOG_URL_VAR) or DEFAULT_TLOG_URL,
     )
 
 

@@ -56,6 +56,12 @@ WORDS: Final = runner.COMMON_WORDS | {
     # verify/bundle.py, a copy signed in another repository: only a policy file can say so.
     "say so: --signed-repository {}": "say so in the policy file: `signed-repository: {}`",
     "--signed-repository": "the signed-repository input",
+    # verify/options.py and tlog/verify.py, a policy file saying `transparency: required`: the
+    # action has no keys-file input, the trust repository distributes the log keys.
+    "--tlog-keys FILE": "a trust repository whose tlog/keys.txt target names them",
+    "give --tlog-keys FILE, or install": "install",
+    "--tlog-keys": "a trust repository's tlog/keys.txt target",
+    "--require-tlog": "the policy file's `transparency: required`",
     # oci/auth.py's hint for a registry that wants credentials none were given for.
     "(--registry-username with OPK_SIGN_REGISTRY_PASSWORD, or OPK_SIGN_REGISTRY_TOKEN)": (
         "(the github-token input, for ghcr.io)"

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opk_sign.cli.options import add_registry_options, http_config, registry_client
 from opk_sign.issuer import default_issuer
 from opk_sign.oci.reference import Reference
+
+if TYPE_CHECKING:
+    from opk_sign.trust.client import TrustClient
 
 EPILOG = """\
 exit codes: 0 written; 2 usage (DIR not empty, bad reference); 13 registry error; 14 the issuer's
@@ -62,6 +65,12 @@ def register(subparsers: Any) -> None:
         help="include these trusted TSA certificates (with the trust repository's)",
     )
     parser.add_argument(
+        "--tlog-keys",
+        type=Path,
+        metavar="FILE",
+        help="include these transparency log keys (default: the trust repository's, if any)",
+    )
+    parser.add_argument(
         "--no-trust-repo",
         dest="trust_repo",
         action="store_false",
@@ -98,7 +107,13 @@ def run(args: argparse.Namespace) -> int:
         pem += trust.tsa_certs() or b""
     with new_session(http) as session:
         jwks = JWKSCache(session).get(args.issuer)
-    material = TrustMaterial(jwks=jwks, jwks_archive=archive, tsa_pem=pem or None, trust=trust)
+    material = TrustMaterial(
+        jwks=jwks,
+        jwks_archive=archive,
+        tsa_pem=pem or None,
+        trust=trust,
+        tlog_keys=_tlog_keys(args, trust),
+    )
     with registry_client(args, reference.registry) as client:
         report = download_kit(
             client, args.image, args.directory, issuer=args.issuer, material=material
@@ -120,3 +135,15 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"verify it offline with:\n  {report.verify_command} {policy}")
     return 0
+
+
+def _tlog_keys(args: argparse.Namespace, trust: TrustClient | None) -> bytes | None:
+    """The transparency log keys to put in the kit: --tlog-keys, else the trust repository's
+    (checked as a verifier will read them)."""
+    from opk_sign.trust.client import TLOG_KEYS_TARGET
+    from opk_sign.verify.options import load_tlog_trust
+
+    if args.tlog_keys is None:
+        return trust.target(TLOG_KEYS_TARGET) if trust is not None else None
+    trusted = load_tlog_trust(args.tlog_keys, None)
+    return trusted.encode().encode() if trusted is not None else None

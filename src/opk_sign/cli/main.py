@@ -55,6 +55,27 @@ COMMANDS: Final = (
         "trust",
         "the TUF trust repository: install a root, show status, maintain a repository",
     ),
+    (
+        "library",
+        "library",
+        "verify or sign every tag of a Docker Official Images (bashbrew) library file",
+    ),
+    ("completion", "completion", "print the shell completion script for bash or zsh"),
+    (
+        "install",
+        "install",
+        "install opk-sign where images are pulled (containerd's image verifier)",
+    ),
+    (
+        "serve",
+        "serve",
+        "an HTTP verification service for Kubernetes admission (external data provider)",
+    ),
+    (
+        "log",
+        "log",
+        "the transparency log: monitor the signatures made in a repository's name",
+    ),
     ("dev", "dev", "local development helpers (never used to verify)"),
 )
 
@@ -125,6 +146,26 @@ class _CommandParsers(dict[str, Parser]):
         del listed[before:]  # the command's line in --help is COMMANDS', listed already
 
 
+class _Version(argparse.Action):
+    """``--version``: the version, and the commit when run from a git checkout. The commit is
+    looked up (``git``) only when --version is given, so no other start-up pays for it."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help=f"print the version ({__version__}; with the commit in a checkout) and exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        from opk_sign._version import describe
+
+        print(describe())
+        parser.exit()
+
+
 #: A command's parser before its module is imported (``_CommandParsers``).
 _NOT_LOADED: Final = Parser(add_help=False)
 
@@ -136,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="opk-sign",
         description="Keyless signing and verification of container images with OpenPubkey.",
     )
-    parser.add_argument("--version", action="version", version=f"opk-sign {__version__}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=Parser
     )

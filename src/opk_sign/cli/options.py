@@ -60,7 +60,20 @@ def add_verification_options(parser: argparse.ArgumentParser) -> argparse._Argum
         default=[],
         metavar="TYPE",
         help="also require a valid attestation of this predicate type on every platform "
-        "manifest, e.g. https://slsa.dev/provenance/v1 (repeatable)",
+        "manifest, e.g. https://slsa.dev/provenance/v1 (repeatable); an opk-sign attestation or "
+        "a BuildKit in-index attestation covered by a signature (docs/official-images.md)",
+    )
+    what.add_argument(
+        "--source-repository",
+        metavar="URL",
+        help="require every platform's BuildKit SLSA provenance to name this source Git "
+        "repository (policy field source-repository)",
+    )
+    what.add_argument(
+        "--source-commit",
+        metavar="SHA",
+        help="require every platform's BuildKit SLSA provenance to name this source commit "
+        "(policy field source-commit)",
     )
     return what
 
@@ -132,6 +145,20 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
         "inside the PK token's validity window lets the signature verify after it",
     )
     trust.add_argument(
+        "--tlog-keys",
+        type=Path,
+        metavar="FILE",
+        help="trusted transparency log and witness keys (C2SP note verifier keys: lines "
+        "'log <vkey>', 'witness <vkey>', 'quorum <N>'); a bundle's log entries are checked "
+        "offline with them (docs/transparency.md)",
+    )
+    trust.add_argument(
+        "--require-tlog",
+        action="store_true",
+        help="every bundle must carry a transparency log entry that verifies under the trusted "
+        "log keys: a bundle without one is invalid (12)",
+    )
+    trust.add_argument(
         "--offline",
         action="store_true",
         help="use the cached trust repository data without refreshing it (says so)",
@@ -190,6 +217,8 @@ def verify_options(args: argparse.Namespace) -> VerifyOptions | OptionsFor:
         jwks_file=args.jwks,
         jwks_archive_file=args.jwks_archive,
         tsa_certs_file=args.tsa_certs,
+        tlog_keys_file=args.tlog_keys,
+        require_tlog=args.require_tlog,
         trust_repository=args.trust_repo,
         offline=args.offline,
         expiry=args.expiry_policy,
@@ -197,6 +226,8 @@ def verify_options(args: argparse.Namespace) -> VerifyOptions | OptionsFor:
         platform=args.platform,
         signed_in=args.signed_repository,
         http=http_config(args),
+        source_repository=getattr(args, "source_repository", None),
+        source_commit=getattr(args, "source_commit", None),
     )
 
 

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 #: For --help only (importing opk_sign.trust.timestamp here would slow every command down); the
 #: default itself is opk_sign.trust.timestamp.DEFAULT_TIMESTAMP_URL.
 PUBLIC_TSA = "https://timestamp.sigstore.dev/api/v1/timestamp"
+#: Likewise opk_sign.tlog.client.DEFAULT_TLOG_URL.
+PUBLIC_TLOG = "https://log2025-1.rekor.sigstore.dev"
 
 EPILOG = """\
 exit codes:
@@ -26,16 +28,21 @@ exit codes:
   1   failure, e.g. no ID token could be had (see the hint: `permissions: id-token: write`)
   2   usage: bad arguments, unreadable predicate file, invalid image reference
   12  the ID token did not verify against the issuer's keys, or the timestamp authority
-      refused to timestamp or answered something else
+      or the transparency log refused or answered something else
   13  the registry, the timestamp authority or the network failed; the message lists what was
       signed and what was not
   14  the issuer's keys (discovery, JWKS) could not be fetched
+  15  the image (name, tag or digest) does not exist
+with --images-from, each image is signed and reported on its own; the exit code is the first
+failed image's, and the summary on stderr names what was and was not signed
 
 environment:
   ACTIONS_ID_TOKEN_REQUEST_URL, ACTIONS_ID_TOKEN_REQUEST_TOKEN
                               set by GitHub Actions under `permissions: id-token: write`
   OPK_SIGN_OIDC_ISSUER        issuer to expect instead of GitHub's (GHES, or the local emulator)
   OPK_SIGN_TIMESTAMP_URL      the RFC 3161 timestamp authority (default: Sigstore's public TSA)
+  OPK_SIGN_TLOG, OPK_SIGN_TLOG_URL
+                              the default of --tlog, and the transparency log (--tlog-url)
   OPK_SIGN_REGISTRY_USERNAME, OPK_SIGN_REGISTRY_PASSWORD, OPK_SIGN_REGISTRY_TOKEN
                               registry credentials (else the docker config, else anonymous)
   DOCKER_CONFIG               directory of the docker config.json to read credentials from
@@ -55,7 +62,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("image", metavar="IMAGE", help="image reference, e.g. ghcr.io/o/app:v1")
+    parser.add_argument(
+        "image", metavar="IMAGE", nargs="?", help="image reference, e.g. ghcr.io/o/app:v1"
+    )
+    parser.add_argument(
+        "--images-from",
+        type=Path,
+        metavar="FILE",
+        help="sign every image listed in FILE (one per line, # comments; - for stdin) with one "
+        "key, one ID token and one PK token; each image is signed and reported on its own",
+    )
+    parser.add_argument(
+        "--attestation-manifests",
+        action="store_true",
+        help="also sign BuildKit's attestation manifests (in the index and those pushed as "
+        "referrers): for attestation manifests added after the index was signed",
+    )
     parser.add_argument(
         "--recursive",
         action=argparse.BooleanOptionalAction,
@@ -106,11 +128,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="URL",
         help="the issuer the ID token must come from (default: GitHub's for this server)",
     )
+    parser.add_argument(
+        "--tlog",
+        choices=("auto", "always", "never"),
+        default=os.environ.get("OPK_SIGN_TLOG") or "auto",
+        help="log every signature and attestation in a Rekor v2 transparency log: auto (only "
+        "when the ID token says the repository is public), always, never (default: "
+        "$OPK_SIGN_TLOG, else auto; docs/transparency.md)",
+    )
+    parser.add_argument(
+        "--tlog-url",
+        metavar="URL",
+        default=os.environ.get("OPK_SIGN_TLOG_URL") or None,
+        help=f"the Rekor v2 log (default: $OPK_SIGN_TLOG_URL, else Sigstore's {PUBLIC_TLOG})",
+    )
     add_registry_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from opk_sign.cli.options import registry_client
     from opk_sign.oci.reference import Reference
     from opk_sign.oidc import GitHubActionsProvider
@@ -121,15 +159,25 @@ def run(args: argparse.Namespace) -> int:
     predicate = (
         CustomPredicate.from_file(args.predicate, args.predicate_type) if args.predicate else None
     )
-    reference = Reference.parse(args.image)
+    if (args.image is None) == (args.images_from is None):
+        raise UsageError("give IMAGE or --images-from FILE (one of them)")
     options = SigningOptions(
         recursive=args.recursive,
         provenance=args.provenance,
         predicate=predicate,
         server_url=os.environ.get("GITHUB_SERVER_URL") or "https://github.com",
         timestamp_url=timestamp_url(args, os.environ),
+        tlog=str(args.tlog),
+        tlog_url=str(args.tlog_url or PUBLIC_TLOG),
     )
+    if args.attestation_manifests:
+        options = replace(options, attestation_manifests=True)
     provider = GitHubActionsProvider(issuer=args.oidc_issuer)
+    if args.images_from is not None:
+        from opk_sign.cli.signbatch import run_batch
+
+        return run_batch(args, provider, options, format_result)
+    reference = Reference.parse(args.image)
     with registry_client(args, reference.registry) as client:
         result = sign_image(reference, provider=provider, client=client, options=options)
     if args.output == "json":
@@ -158,6 +206,8 @@ def format_result(result: SigningResult) -> str:
     ]
     for manifest in result.manifests:
         label = "index" if manifest.is_index else (manifest.platform or "manifest")
+        if manifest.attestation_for is not None:
+            label = f"attestation manifest of {manifest.attestation_for}"
         lines.append(f"  {manifest.digest}  {label}")
         lines.append(f"    signature    {manifest.signature}")
         for attestation in manifest.attestations:

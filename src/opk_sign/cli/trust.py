@@ -321,6 +321,19 @@ def _register_repo(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     _keys_option(tsa)
     tsa.set_defaults(func=_guarded(_run_set_tsa_certs))
 
+    tlog = _command(
+        commands,
+        "set-tlog-keys",
+        "publish the trusted transparency log and witness keys",
+        "Publish FILE (lines 'log <vkey>', 'witness <vkey>', 'quorum <N>': C2SP note verifier "
+        "keys, docs/transparency.md) as the tlog/keys.txt target.",
+        REPO_EPILOG,
+    )
+    tlog.add_argument("dir", type=Path, metavar="DIR")
+    tlog.add_argument("file", type=Path, metavar="FILE")
+    _keys_option(tlog)
+    tlog.set_defaults(func=_guarded(_run_set_tlog_keys))
+
     minimum = _command(
         commands,
         "set-min-version",
@@ -464,6 +477,16 @@ def _run_set_tsa_certs(args: argparse.Namespace) -> int:
     repo = _repository(args)
     count = repo.set_tsa_certs(_read(args.file, "TSA certificates"))
     return _changed(repo, f"Set {count} trusted TSA certificate(s)")
+
+
+def _run_set_tlog_keys(args: argparse.Namespace) -> int:
+    repo = _repository(args)
+    trust = repo.set_tlog_keys(_read(args.file, "transparency log keys"))
+    return _changed(
+        repo,
+        f"Set {len(trust.logs)} log key(s), {len(trust.witnesses)} witness key(s), "
+        f"quorum {trust.quorum}",
+    )
 
 
 def _run_set_min_version(args: argparse.Namespace) -> int:

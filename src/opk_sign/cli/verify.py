@@ -215,6 +215,7 @@ def _verify_kit(
         JWKS_ARCHIVE_FILE,
         JWKS_FILE,
         POLICY_FILE,
+        TLOG_KEYS_FILE,
         TSA_CERTS_FILE,
         KitSource,
     )
@@ -282,6 +283,10 @@ def _verify_kit(
             keys=keys,
             jwks_archive_file=archive,
             tsa_certs_file=tsa,
+            # --tlog-keys, else the kit's (its log keys are as trusted as its JWKS: the kit's
+            # only when no trust material comes from outside).
+            tlog_keys_file=args.tlog_keys or (None if external else kit.trust_file(TLOG_KEYS_FILE)),
+            require_tlog=args.require_tlog,
             trust_repository=use_trust,
             offline=True,
             expiry=args.expiry_policy,

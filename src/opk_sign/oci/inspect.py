@@ -10,9 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opk_sign.oci import limits, mediatypes
+from opk_sign.oci.buildkit import (
+    attestation_layers,
+    attestation_target,
+    is_attestation_descriptor,
+)
 from opk_sign.oci.client import RefLike, RegistryClient
 from opk_sign.oci.descriptor import Descriptor
-from opk_sign.oci.manifest import ImageIndex
+from opk_sign.oci.manifest import ImageIndex, ImageManifest
 from opk_sign.oci.reference import Reference, as_reference
 
 
@@ -21,13 +26,21 @@ class TreeNode:
     descriptor: Descriptor
     manifests: list[TreeNode] = field(default_factory=list)
     referrers: list[TreeNode] = field(default_factory=list)
+    #: BuildKit attestation manifests about this platform manifest (listed in the index).
+    attestations: list[TreeNode] = field(default_factory=list)
+    #: For a BuildKit attestation manifest: the predicate types its layers announce.
+    predicate_types: list[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = self.descriptor.to_dict()
         if self.descriptor.platform is not None:
             out["platform"] = str(self.descriptor.platform)
+        if self.predicate_types is not None:
+            out["predicateTypes"] = list(self.predicate_types)
         if self.manifests:
             out["manifests"] = [m.to_dict() for m in self.manifests]
+        if self.attestations:
+            out["attestations"] = [a.to_dict() for a in self.attestations]
         out["referrers"] = [r.to_dict() for r in self.referrers]
         return out
 
@@ -83,6 +96,8 @@ def _manifest_node(
     manifest = client.parse(descriptor, data)
     if isinstance(manifest, ImageIndex) and depth < limits.MAX_REFERRER_DEPTH:
         for child in manifest.manifests:
+            if is_attestation_descriptor(child):
+                continue  # shown under the platform manifest it is about (below)
             if child.media_type in mediatypes.INDEX_MEDIA_TYPES:
                 _, child_data = client.pull_manifest(ref, child.digest)
                 node.manifests.append(_manifest_node(client, ref, child, child_data, depth + 1))
@@ -90,8 +105,35 @@ def _manifest_node(
                 node.manifests.append(
                     TreeNode(child, referrers=_referrers(client, ref, child.digest, 0))
                 )
+        if any(is_attestation_descriptor(child) for child in manifest.manifests):
+            _attach_attestations(client, ref, manifest, node)
     node.referrers = _referrers(client, ref, descriptor.digest, 0)
     return node
+
+
+def _attach_attestations(
+    client: RegistryClient, ref: Reference, index: ImageIndex, node: TreeNode
+) -> None:
+    """BuildKit's attestation manifests, each under the platform manifest it names, with the
+    predicate types of its layers (one small manifest read each); one naming no manifest of the
+    index stays in the index's list."""
+    platforms = {child.descriptor.digest: child for child in node.manifests}
+    for child in index.manifests:
+        if not is_attestation_descriptor(child):
+            continue
+        attestation = TreeNode(child, referrers=_referrers(client, ref, child.digest, 0))
+        read, data = client.pull_manifest(ref, child.digest)
+        parsed = client.parse(read, data)
+        attestation.predicate_types = (
+            [
+                layer.predicate_type or layer.descriptor.media_type
+                for layer in attestation_layers(parsed)
+            ]
+            if isinstance(parsed, ImageManifest)
+            else []
+        )
+        target = platforms.get(attestation_target(child) or "")
+        (target.attestations if target is not None else node.manifests).append(attestation)
 
 
 def _referrers(client: RegistryClient, ref: Reference, digest: str, depth: int) -> list[TreeNode]:
@@ -110,7 +152,14 @@ def _render_children(node: TreeNode, prefix: str, lines: list[str]) -> None:
     items: list[tuple[str, TreeNode | None, list[str]]] = []
     for child in node.manifests:
         label = str(child.descriptor.platform or child.descriptor.media_type)
-        items.append((f"{label} {child.descriptor.digest}", child, []))
+        detail = []
+        if child.predicate_types is not None:  # an attestation manifest naming no platform
+            label = "attestation manifest"
+            detail = [f"predicate type: {t}" for t in child.predicate_types]
+        items.append((f"{label} {child.descriptor.digest}", child, detail))
+    for attestation in node.attestations:
+        detail = [f"predicate type: {t}" for t in attestation.predicate_types or []]
+        items.append((f"attestation manifest {attestation.descriptor.digest}", attestation, detail))
     for referrer in node.referrers:
         d = referrer.descriptor
         detail = [f"{k}={v}" for k, v in sorted(d.annotations.items())]

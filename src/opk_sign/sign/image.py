@@ -42,6 +42,8 @@ from opk_sign.bundle import BUNDLE_MEDIA_TYPE, Bundle
 from opk_sign.errors import (
     EXIT_FAILURE,
     FormatError,
+    ImageNotFoundError,
+    NotFoundError,
     OpkSignError,
     SigningError,
     TrustError,
@@ -56,6 +58,8 @@ from opk_sign.oci.descriptor import Descriptor
 from opk_sign.oci.manifest import ImageIndex
 from opk_sign.oci.reference import Reference
 from opk_sign.oidc import JWKSCache, TokenProvider, verify_id_token
+from opk_sign.payloads.buildkit import ATTESTATION_ARTIFACT_TYPE as BUILDKIT_ATTESTATION
+from opk_sign.payloads.buildkit import attestation_target, is_attestation_descriptor
 from opk_sign.pktoken import (
     PKToken,
     StaticJWKS,
@@ -67,6 +71,7 @@ from opk_sign.pktoken import (
 )
 from opk_sign.pktoken.verify import select_key
 from opk_sign.sign.signer import Signer
+from opk_sign.tlog.client import DEFAULT_TLOG_URL, TLOG_MODES, log_entry, should_log
 from opk_sign.trust.tsa import request_timestamp
 from opk_sign.urls import require_secure_url
 
@@ -132,10 +137,21 @@ class SigningOptions:
     server_url: str = "https://github.com"
     #: An RFC 3161 timestamp authority to timestamp every bundle's signature (None: none).
     timestamp_url: str | None = None
+    #: Also sign BuildKit's attestation manifests (in the index, and those pushed as referrers of
+    #: a platform manifest): a signature of their own (docs/official-images.md).
+    attestation_manifests: bool = False
+    #: Log every bundle in a Rekor v2 transparency log: "always", "never", or "auto" (only when
+    #: the ID token says the repository is public; docs/transparency.md).
+    tlog: str = "never"
+    tlog_url: str = DEFAULT_TLOG_URL
 
     def __post_init__(self) -> None:
         if self.timestamp_url is not None:
             require_secure_url(self.timestamp_url, "the timestamp authority URL")
+        if self.tlog not in TLOG_MODES:
+            raise UsageError(f"--tlog must be one of {', '.join(TLOG_MODES)}, not {self.tlog!r}")
+        if self.tlog != "never":
+            require_secure_url(self.tlog_url, "the transparency log URL")
 
 
 @dataclass(frozen=True)
@@ -143,6 +159,8 @@ class ManifestToSign:
     descriptor: Descriptor
     is_index: bool
     platform: str | None = None
+    #: For a BuildKit attestation manifest: the digest of the manifest it is about.
+    attestation_for: str | None = None
 
     @property
     def digest(self) -> str:
@@ -163,9 +181,10 @@ class SignedManifest:
     signature: str  # digest of the signature's artifact manifest
     attestations: tuple[Attestation, ...] = ()
     is_index: bool = False
+    attestation_for: str | None = None
 
     def to_dict(self) -> JSONObject:
-        return {
+        out: JSONObject = {
             "digest": self.digest,
             "mediaType": self.media_type,
             "platform": self.platform,
@@ -175,6 +194,9 @@ class SignedManifest:
                 {"predicateType": a.predicate_type, "digest": a.referrer} for a in self.attestations
             ],
         }
+        if self.attestation_for is not None:
+            out["attestationFor"] = self.attestation_for
+        return out
 
 
 @dataclass(frozen=True)
@@ -250,18 +272,54 @@ def obtain_signer(
 
 
 def collect_manifests(
-    client: RegistryClient, reference: Reference, recursive: bool
+    client: RegistryClient,
+    reference: Reference,
+    recursive: bool,
+    attestation_manifests: bool = False,
 ) -> tuple[Descriptor, list[ManifestToSign]]:
-    """Step 4: the digest ``reference`` names now, and the manifests to sign (children first)."""
-    top, data = client.pull_manifest(reference)
+    """Step 4: the digest ``reference`` names now, and the manifests to sign (children first);
+    with ``attestation_manifests``, BuildKit's attestation manifests too."""
+    try:
+        top, data = client.pull_manifest(reference)
+    except NotFoundError as err:  # the image itself is missing: 15, never retried as a 13
+        if isinstance(err, ImageNotFoundError):
+            raise
+        raise ImageNotFoundError(
+            f"{reference}: no such image ({err.message})",
+            hint="check the name and the tag or digest (`opk-sign inspect IMAGE`)",
+        ) from None
     manifest = client.parse(top, data)
     if not isinstance(manifest, ImageIndex):
-        return top, [ManifestToSign(top, is_index=False)]
-    found: list[ManifestToSign] = []
-    if recursive:
-        _children(client, reference, manifest, found, depth=0)
-    found.append(ManifestToSign(top, is_index=True))
+        found = [ManifestToSign(top, is_index=False)]
+    else:
+        found = []
+        if recursive:
+            _children(client, reference, manifest, found, depth=0)
+            if attestation_manifests:
+                found += [
+                    ManifestToSign(child, is_index=False, attestation_for=attestation_target(child))
+                    for child in manifest.manifests
+                    if is_attestation_descriptor(child)
+                ]
+        found.append(ManifestToSign(top, is_index=True))
+    if attestation_manifests:
+        found[:0] = _referred_attestations(client, reference, found)
     return top, found
+
+
+def _referred_attestations(
+    client: RegistryClient, reference: Reference, found: list[ManifestToSign]
+) -> list[ManifestToSign]:
+    """BuildKit attestation manifests pushed as referrers of a platform manifest, not listed."""
+    known = {t.digest for t in found}
+    extra: list[ManifestToSign] = []
+    for target in [t for t in found if not t.is_index and t.attestation_for is None]:
+        for referrer in client.list_referrers(reference, target.digest):
+            if referrer.artifact_type == BUILDKIT_ATTESTATION and referrer.digest not in known:
+                known.add(referrer.digest)
+                plain = Descriptor(referrer.media_type, referrer.digest, referrer.size)
+                extra.append(ManifestToSign(plain, is_index=False, attestation_for=target.digest))
+    return extra
 
 
 def _children(
@@ -314,6 +372,7 @@ def _sign_one(
     options: SigningOptions,
     created: datetime,
     tsa: requests.Session | None,
+    tlog: _TlogWriter | None = None,
 ) -> _Outcome:
     """Store every referrer of ``target`` and write them to its listing; :func:`_confirm` ends."""
     outcome = _Outcome(target)
@@ -322,7 +381,7 @@ def _sign_one(
         # Every bundle of this manifest, attestations first, made (and timestamped) before any
         # is pushed: a TSA failure leaves nothing of this manifest in the registry.
         bundles: list[tuple[str | None, Bundle]] = []
-        if not target.is_index:
+        if not target.is_index and target.attestation_for is None:
             predicates: list[tuple[str, Mapping[str, Any]]] = []
             if options.provenance:
                 predicates.append(signer.provenance(options.server_url))
@@ -338,6 +397,8 @@ def _sign_one(
             bundles = [
                 (kind, _timestamped(bundle, options.timestamp_url, tsa)) for kind, bundle in bundles
             ]
+        if tlog is not None:  # logged before anything is pushed: a log failure pushes nothing
+            bundles = tlog.logged(bundles, f"{repository.name}@{target.digest}")
         for kind, bundle in bundles:
             annotations = signer.annotations(created, kind)
             outcome.stored.append((kind, _store(client, repository, subject, bundle, annotations)))
@@ -366,6 +427,54 @@ def _confirm(outcome: _Outcome) -> _Outcome:
         else:
             outcome.attestations.append(Attestation(kind, descriptor.digest))
     return outcome
+
+
+@dataclass(frozen=True)
+class _TlogWriter:
+    """Logs bundles in a Rekor v2 log, each under a certificate of the run's key carrying the
+    PK token and naming what the bundle signs (docs/transparency.md)."""
+
+    url: str
+    signer: Signer
+    server_url: str
+    session: requests.Session
+
+    def logged(
+        self, bundles: list[tuple[str | None, Bundle]], signed: str
+    ) -> list[tuple[str | None, Bundle]]:
+        """Each bundle (of ``signed``, ``repository@digest``) with its log entry; the requests
+        in parallel (each waits for the log's next checkpoint, so they share one wait)."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from opk_sign.tlog.cert import SignedSubject, build_certificate
+        from opk_sign.tlog.hashedrekord import signed_digest
+
+        key = self.signer.user_key.private_key
+        assert isinstance(key, ec.EllipticCurvePrivateKey)  # the Signer checks it is ES256
+
+        def one(item: tuple[str | None, Bundle]) -> Bundle:
+            kind, bundle = item
+            certificate = build_certificate(
+                self.signer.pk_token,
+                key,
+                self.signer.claims,
+                server_url=self.server_url,
+                subject=SignedSubject(signed, kind or "signature"),
+            )
+            entry = log_entry(self.url, signed_digest(bundle), certificate, self.session)
+            return replace(bundle, tlog_entries=(entry,))
+
+        with ThreadPoolExecutor(max_workers=max(1, len(bundles))) as pool:
+            done = list(pool.map(one, bundles))
+        return [(kind, bundle) for (kind, _), bundle in zip(bundles, done, strict=True)]
+
+
+def _tlog_writer(signer: Signer, opts: SigningOptions) -> _TlogWriter | None:
+    if not should_log(opts.tlog, dict(signer.claims)):
+        return None
+    from opk_sign.tlog.client import LOG_TIMEOUT
+
+    return _TlogWriter(opts.tlog_url, signer, opts.server_url, new_session(LOG_TIMEOUT))
 
 
 def _timestamped(bundle: Bundle, url: str, session: requests.Session | None) -> Bundle:
@@ -426,18 +535,22 @@ def sign_image(
     jwks: JWKSCache | None = None,
     now: float | None = None,
     on_signed: Callable[[SignedManifest], None] | None = None,
+    signer: Signer | None = None,
 ) -> SigningResult:
-    """Sign ``image`` (a tag signs what the tag points to now) and push its referrers."""
+    """Sign ``image`` (a tag signs what the tag points to now) and push its referrers. A
+    ``signer`` made before (:func:`obtain_signer`) signs several images with one key and one PK
+    token (``sign --images-from``)."""
     opts = options or SigningOptions()
     reference = image if isinstance(image, Reference) else Reference.parse(image)
     timings: dict[str, float] = {}
     # The PK token first: a job without an ID token fails before the registry is asked anything.
     started = time.perf_counter()
-    signer = obtain_signer(provider, jwks=jwks, now=now)
+    if signer is None:
+        signer = obtain_signer(provider, jwks=jwks, now=now)
     timings["pktoken"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    top, targets = collect_manifests(client, reference, opts.recursive)
+    top, targets = collect_manifests(client, reference, opts.recursive, opts.attestation_manifests)
     timings["resolve"] = time.perf_counter() - mark
     created = datetime.fromtimestamp(time.time() if now is None else now, UTC)
     repository = reference.repo()
@@ -448,6 +561,7 @@ def sign_image(
     outcomes: list[_Outcome] = []
     workers = min(MAX_PARALLEL_MANIFESTS, max(1, len(platforms)))
     tsa = new_session() if opts.timestamp_url is not None else None
+    tlog = _tlog_writer(signer, opts)
 
     def sign_one(target: ManifestToSign) -> _Outcome:
         return _sign_one(
@@ -458,6 +572,7 @@ def sign_image(
             options=opts,
             created=created,
             tsa=tsa,
+            tlog=tlog,
         )
 
     pending: list[ManifestToSign] = []
@@ -492,6 +607,8 @@ def sign_image(
     finally:
         if tsa is not None:
             tsa.close()
+        if tlog is not None:
+            tlog.session.close()
     timings["push"] = time.perf_counter() - mark
     timings["total"] = time.perf_counter() - started
 
@@ -507,6 +624,7 @@ def sign_image(
             signature=outcome.signature,
             attestations=tuple(outcome.attestations),
             is_index=outcome.target.is_index,
+            attestation_for=outcome.target.attestation_for,
         )
         signed.append(item)
         if on_signed is not None:

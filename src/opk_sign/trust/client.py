@@ -68,6 +68,8 @@ if TYPE_CHECKING:
 ROOT_FILE: Final = "root.json"
 #: Optional target: PEM certificate chains of the timestamp authorities verifiers trust.
 TSA_CERTS_TARGET: Final = "tsa/certs.pem"
+#: Optional target: trusted transparency log and witness keys (docs/transparency.md).
+TLOG_KEYS_TARGET: Final = "tlog/keys.txt"
 #: Directory of the JWKS archive targets, one per issuer.
 JWKS_TARGET_DIR: Final = "jwks"
 #: Directory of the policy targets.
@@ -734,6 +736,7 @@ def _reach_hint(offline: bool) -> str:
 __all__ = [
     "JWKS_TARGET_DIR",
     "POLICY_TARGET_DIR",
+    "TLOG_KEYS_TARGET",
     "TRUST_DIR_ENV",
     "TSA_CERTS_TARGET",
     "RoleStatus",

@@ -243,10 +243,18 @@ class Rule:
     policy: str
     extra: JSONObject = field(default_factory=dict, compare=False)
     signed_repositories: tuple[str, ...] = ()
+    #: ``transparency: required``: every bundle must carry a verified transparency log entry
+    #: (docs/transparency.md), whatever the policy says.
+    transparency: str | None = None
 
     def __post_init__(self) -> None:
         check_pattern(self.pattern)
         check_target_path(self.policy)
+        if self.transparency not in (None, "required", "optional"):
+            raise UsageError(
+                f"rule {self.pattern!r}: {TRANSPARENCY} must be 'required' or 'optional', "
+                f"not {self.transparency!r}"
+            )
         normalised = signed_repositories(self.signed_repositories, SIGNED_REPOSITORIES)
         if normalised != self.signed_repositories:
             raise UsageError(
@@ -261,11 +269,15 @@ class Rule:
         doc: JSONObject = {"pattern": self.pattern, "policy": self.policy}
         if self.signed_repositories:
             doc[SIGNED_REPOSITORIES] = list(self.signed_repositories)
+        if self.transparency is not None:
+            doc[TRANSPARENCY] = self.transparency
         return {**doc, **self.extra}
 
 
 #: The rule member naming where images were signed before being copied (a list of names).
 SIGNED_REPOSITORIES: Final = "signedRepositories"
+#: The rule member requiring transparency log entries ("required" or "optional").
+TRANSPARENCY: Final = "transparency"
 
 
 @dataclass(frozen=True)
@@ -283,6 +295,8 @@ class MatchedRule:
     index: int
     #: Repositories a signature may name besides ``name`` (the rule's ``signedRepositories``).
     signed_repositories: tuple[str, ...] = ()
+    #: The rule's ``transparency`` ("required": every bundle needs a verified log entry).
+    transparency: str | None = None
 
     @property
     def rewritten(self) -> bool:
@@ -371,8 +385,9 @@ class Mapping:
                 Rule(
                     item["pattern"],
                     item["policy"],
-                    _extra(item, "pattern", "policy", SIGNED_REPOSITORIES),
+                    _extra(item, "pattern", "policy", SIGNED_REPOSITORIES, TRANSPARENCY),
                     _names(item, f"rule {item['pattern']!r}"),
+                    _transparency(item),
                 )
                 for item in _objects(doc, "rules", ("pattern", "policy"))
             )
@@ -432,7 +447,13 @@ class Mapping:
             if rule.matches(name):
                 index = self.rules.index(rule)
                 return MatchedRule(
-                    rule.pattern, rule.policy, name, requested, index, rule.signed_repositories
+                    rule.pattern,
+                    rule.policy,
+                    name,
+                    requested,
+                    index,
+                    rule.signed_repositories,
+                    rule.transparency,
                 )
         return None
 
@@ -545,6 +566,13 @@ def _names(item: AbcMapping[str, Any], where: str) -> tuple[str, ...]:
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise UsageError(f"{where}: {SIGNED_REPOSITORIES} must be a list of repository names")
     return tuple(names)
+
+
+def _transparency(item: AbcMapping[str, Any]) -> str | None:
+    value = item.get(TRANSPARENCY)
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"rule {item['pattern']!r}: {TRANSPARENCY} must be a string")
+    return value
 
 
 def _extra(doc: AbcMapping[str, Any], *known: str) -> JSONObject:

@@ -50,7 +50,9 @@ from tuf.repository import Repository  # type: ignore[attr-defined]  # re-export
 
 from opk_sign.errors import FormatError, TrustError, UsageError
 from opk_sign.jose import parse_json_object
+from opk_sign.tlog.checkpoint import TlogTrust
 from opk_sign.trust.client import (
+    TLOG_KEYS_TARGET,
     TSA_CERTS_TARGET,
     check_root,
     jwks_target,
@@ -409,6 +411,13 @@ class TrustRepository(Repository):
             raise UsageError(f"not PEM certificates: {err}") from None
         self._change_targets({TSA_CERTS_TARGET: pem})
         return len(certificates)
+
+    def set_tlog_keys(self, data: bytes) -> TlogTrust:
+        """Publish the trusted transparency log and witness keys (checked as verifiers read
+        them, docs/transparency.md); returns what they say."""
+        trust = TlogTrust.parse(data, "transparency log keys")
+        self._change_targets({TLOG_KEYS_TARGET: data})
+        return trust
 
     def resign(self, roles: Iterable[str] = ONLINE_ROLES) -> list[str]:
         """New versions of ``roles`` with fresh expiries (and snapshot, timestamp after them)."""

@@ -47,8 +47,14 @@ from opk_sign.oci.client import RefLike, RegistryClient
 from opk_sign.oci.descriptor import Descriptor, Platform
 from opk_sign.oci.manifest import ImageManifest, Manifest, parse_manifest
 from opk_sign.oci.reference import Reference, image_key
+from opk_sign.payloads.buildkit import attestations_in_index
 from opk_sign.pktoken.verify import VerifiedPKToken
 from opk_sign.policy import AllOf, AnyOf, ClaimPolicy, IdentityPolicy
+from opk_sign.verify.attestations import (
+    BuildKitContext,
+    check_buildkit_attestations,
+    check_source,
+)
 from opk_sign.verify.bundle import verify_attestation_bundle, verify_signature_bundle
 from opk_sign.verify.options import OptionsFor, VerifyOptions, options_for
 from opk_sign.verify.outcome import (
@@ -187,7 +193,12 @@ def _verify_tree(
 ) -> list[ManifestResult]:
     manifest = client.parse(descriptor, data)
     if isinstance(manifest, ImageManifest):
-        return [_verify_manifest(client, ref, descriptor, None, options, attest=True)]
+        alone = _buildkit_context(
+            client, ref, options, index_digest=None, index_verified=False, listed={}
+        )
+        return [
+            _verify_manifest(client, ref, descriptor, None, options, attest=True, buildkit=alone)
+        ]
     children = [c for c in manifest.manifests if c.media_type in mediatypes.MANIFEST_MEDIA_TYPES]
     # Build attestation manifests (buildkit's "unknown/unknown") are not platforms to run.
     platforms = [c for c in children if c.platform is None or c.platform.os != "unknown"]
@@ -199,13 +210,49 @@ def _verify_tree(
                 f"{ref} has no {_platform_text(options.platform)} manifest (it has: {available})"
             )
     results = [_verify_manifest(client, ref, descriptor, None, options, attest=False)]
+    # BuildKit's in-index attestation manifests: covered by the index's signature when it passed.
+    context = _buildkit_context(
+        client,
+        ref,
+        options,
+        index_digest=descriptor.digest,
+        index_verified=results[0].outcome is Outcome.VERIFIED,
+        listed=attestations_in_index(manifest),
+    )
     for child in platforms:
         results.append(
             _verify_manifest(
-                client, ref, child, _platform_text(child.platform), options, attest=True
+                client,
+                ref,
+                child,
+                _platform_text(child.platform),
+                options,
+                attest=True,
+                buildkit=context,
             )
         )
     return results
+
+
+def _buildkit_context(
+    client: ImageSource,
+    ref: Reference,
+    options: VerifyOptions,
+    *,
+    index_digest: str | None,
+    index_verified: bool,
+    listed: dict[str, list[Descriptor]],
+) -> BuildKitContext:
+    def own_signature(digest: str) -> list[BundleCheck]:
+        referrers = client.list_referrers(ref, digest)
+        signatures = [d for d in referrers if d.artifact_type == SIGNATURE_ARTIFACT_TYPE]
+        return _first_passing(
+            signatures,
+            lambda d: _check_signature(client, ref, digest, d, options),
+            options.policy,
+        )
+
+    return BuildKitContext(index_digest, index_verified, listed, own_signature)
 
 
 def _platform_matches(have: Platform | None, want: Platform) -> bool:
@@ -233,6 +280,7 @@ def _verify_manifest(
     options: VerifyOptions,
     *,
     attest: bool,
+    buildkit: BuildKitContext | None = None,
 ) -> ManifestResult:
     digest = descriptor.digest
     referrers = client.list_referrers(ref, digest)
@@ -266,6 +314,19 @@ def _verify_manifest(
                 for d in attestations
                 if d.annotations.get(ANNOTATION_PREDICATE_TYPE, predicate_type) == predicate_type
             ]
+            if not candidates and buildkit is not None:
+                # No opk-sign attestation of this type: BuildKit's own, through a signature.
+                bk_checks = check_buildkit_attestations(
+                    client, ref, digest, predicate_type, context=buildkit, referrers=referrers
+                )
+                if bk_checks:
+                    checks.extend(bk_checks)
+                    if (bk_outcome := _decide(bk_checks)) is not Outcome.VERIFIED:
+                        outcome = bk_outcome
+                        what = f"BuildKit attestation of type {predicate_type}"
+                        message = _message(digest, platform, what, bk_checks, outcome)
+                        break
+                    continue
             if not candidates:
                 outcome = Outcome.MISSING_ATTESTATION
                 message = (
@@ -293,6 +354,20 @@ def _verify_manifest(
                     digest, platform, f"attestation of type {predicate_type}", att_check, outcome
                 )
                 break
+    if outcome is Outcome.VERIFIED and attest and options.source is not None and buildkit:
+        added, outcome, failed = check_source(
+            client,
+            ref,
+            digest,
+            where=_where(digest, platform),
+            platform=platform,
+            requirement=options.source,
+            context=buildkit,
+            referrers=referrers,
+            done=checks,
+        )
+        checks.extend(added)
+        message = failed or message
     return ManifestResult(digest, descriptor.media_type, platform, outcome, message, tuple(checks))
 
 
@@ -454,6 +529,12 @@ def decide_bundle(
     required (``predicate_type`` None), else an attestation of exactly ``predicate_type``."""
     # A bundle of the other kind is refused by the verifier itself ("bundle: not a signature
     # (it holds a DSSE envelope ...)"): a kind never stands in for the other.
+    if options.tlog is not None or options.require_tlog:
+        # Transparency first (offline: the entry's own proof and checkpoint), so that a stripped
+        # entry is "invalid" (12) whoever signed; docs/transparency.md.
+        from opk_sign.tlog.verify import verify_tlog
+
+        verify_tlog(bundle, options.tlog, required=options.require_tlog, digest=digest)
     if predicate_type is None:
         return verify_signature_bundle(
             bundle,

@@ -63,6 +63,8 @@ KIT_FILE: Final = f"{KIT_DIR}/kit.json"
 JWKS_FILE: Final = f"{KIT_DIR}/jwks.json"
 JWKS_ARCHIVE_FILE: Final = f"{KIT_DIR}/jwks-archive.json"
 TSA_CERTS_FILE: Final = f"{KIT_DIR}/tsa-certs.pem"
+#: Trusted transparency log and witness keys (docs/transparency.md), when the kit carries them.
+TLOG_KEYS_FILE: Final = f"{KIT_DIR}/tlog-keys.txt"
 POLICY_FILE: Final = f"{KIT_DIR}/policy.json"
 _KIT_MAX_BYTES: Final = 4 << 20
 _MAX_BLOBS: Final = 20_000
@@ -128,6 +130,7 @@ class TrustMaterial:
     jwks_archive: JWKSArchive | None = None
     tsa_pem: bytes | None = None
     trust: TrustClient | None = None
+    tlog_keys: bytes | None = None
 
 
 def download_kit(
@@ -264,6 +267,7 @@ _NAMED: Final = (
     JWKS_FILE,
     JWKS_ARCHIVE_FILE,
     TSA_CERTS_FILE,
+    TLOG_KEYS_FILE,
     POLICY_FILE,
 )
 
@@ -320,6 +324,9 @@ def _write_trust(root: Path, ref: Reference, report: KitReport, material: TrustM
     if material.tsa_pem:
         (root / TSA_CERTS_FILE).write_bytes(material.tsa_pem)
         report.files["tsaCertificates"] = TSA_CERTS_FILE
+    if material.tlog_keys:
+        (root / TLOG_KEYS_FILE).write_bytes(material.tlog_keys)
+        report.files["tlogKeys"] = TLOG_KEYS_FILE
     if material.trust is not None:
         rule = material.trust.mapping().lookup(ref)
         if rule is not None:

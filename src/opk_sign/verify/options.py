@@ -10,6 +10,7 @@ the Actions runner: each front end turns its own input into these arguments.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import sys
@@ -23,6 +24,7 @@ from opk_sign.errors import FormatError, UsageError
 from opk_sign.http import DEFAULT_HTTP, HTTPConfig, new_session
 from opk_sign.issuer import default_issuer
 from opk_sign.oci.descriptor import Platform
+from opk_sign.payloads.buildkit import PlatformSources, SourceRequirement
 from opk_sign.pktoken import ExpiryPolicy, OPKeySource
 from opk_sign.pktoken.verify import MAX_AGE_24H, PKTokenCache
 from opk_sign.policy import (
@@ -38,6 +40,7 @@ from opk_sign.policy import (
 )
 
 if TYPE_CHECKING:
+    from opk_sign.tlog.checkpoint import TlogTrust
     from opk_sign.trust.client import TrustClient
     from opk_sign.trust.jwks_archive import JWKSArchive
     from opk_sign.trust.timestamp import TSATrust
@@ -62,6 +65,14 @@ class VerifyOptions:
     signed_name: str | None = None
     #: Repositories a signature may also name (``--signed-repository``): where a copy was signed.
     signed_repositories: tuple[str, ...] = ()
+    #: ``source-repository`` / ``source-commit``: what each platform manifest's BuildKit SLSA
+    #: provenance must name (docs/official-images.md); None: not checked.
+    source: SourceRequirement | PlatformSources | None = None
+    #: Trusted transparency log and witness keys: a bundle's log entries are checked with these.
+    tlog: TlogTrust | None = None
+    #: Every bundle must carry a verified log entry (``--require-tlog``, ``transparency:
+    #: required``): a stripped entry is a failed downgrade (docs/transparency.md).
+    require_tlog: bool = False
     #: PK tokens this run has verified (each distinct token's CIC and GQ256 checked once); the
     #: options :func:`build_verify_options` makes for one run share one.
     pktoken_cache: PKTokenCache = field(default_factory=PKTokenCache, compare=False, repr=False)
@@ -435,6 +446,32 @@ def load_tsa_trust(tsa_certs: Path | None, trust: TrustClient | None) -> TSATrus
     return TSATrust.from_pem(pem)
 
 
+def load_tlog_trust(tlog_keys: Path | None, trust: TrustClient | None) -> TlogTrust | None:
+    """Trusted transparency log and witness keys: a keys file (``--tlog-keys``) and the trust
+    repository's ``tlog/keys.txt`` target, merged."""
+    from opk_sign.tlog.checkpoint import TlogTrust
+
+    found: list[TlogTrust] = []
+    if tlog_keys is not None:
+        try:
+            data = tlog_keys.read_bytes()
+        except OSError as err:
+            raise UsageError(f"cannot read --tlog-keys {tlog_keys}: {err.strerror}") from None
+        found.append(TlogTrust.parse(data, f"--tlog-keys {tlog_keys}"))
+    if trust is not None:
+        from opk_sign.trust.client import TLOG_KEYS_TARGET
+
+        target = trust.target(TLOG_KEYS_TARGET)
+        if target is not None:
+            found.append(TlogTrust.parse(target, f"trust repository target {TLOG_KEYS_TARGET}"))
+    if not found:
+        return None
+    merged = found[0]
+    for more in found[1:]:
+        merged = merged.merged(more)
+    return merged
+
+
 def _expiry(expiry: str | ExpiryPolicy) -> ExpiryPolicy:
     if isinstance(expiry, ExpiryPolicy):
         return expiry
@@ -472,6 +509,11 @@ def build_verify_options(
     signed_in: Sequence[str] = (),
     notice: Callable[[str], None] = _stderr,
     http: HTTPConfig = DEFAULT_HTTP,
+    tlog_keys_file: Path | None = None,
+    require_tlog: bool = False,
+    trust_client: TrustClient | None = None,
+    source_repository: str | None = None,
+    source_commit: str | None = None,
 ) -> VerifyOptions | OptionsFor:
     """The options of a run (or, with no ``policy``, a function choosing them per image from the
     installed trust repository's mapping).
@@ -482,7 +524,9 @@ def build_verify_options(
     adds its TSA certificates. ``signed_in`` names repositories a signature may have been made
     for besides the image's own (``--signed-repository``: where a copy was signed); a policy
     document's and a mapping rule's ``signed-repository`` add to them. Usage errors come before
-    any trust data is fetched.
+    any trust data is fetched. ``trust_client``: a trust repository already refreshed by the
+    caller (the pull-time verifier, with its own deadline and cache), used instead of the
+    installed one.
     """
     from opk_sign.oidc.discovery import JWKSCache
     from opk_sign.trust.jwks_archive import KeySourceChain
@@ -493,7 +537,9 @@ def build_verify_options(
     expiry_policy = _expiry(expiry)
     wanted_platform = _platform(platform)
     trust = (
-        installed_trust_client(offline=offline, notice=notice, http=http)
+        trust_client
+        if trust_client is not None
+        else installed_trust_client(offline=offline, notice=notice, http=http)
         if trust_repository
         else None
     )
@@ -520,6 +566,12 @@ def build_verify_options(
     if archives:
         keys = KeySourceChain(keys, *archives)
     tsa = load_tsa_trust(tsa_certs_file, trust)
+    tlog = load_tlog_trust(tlog_keys_file, trust)
+    if require_tlog and tlog is None:
+        raise UsageError(
+            "--require-tlog: no transparency log key is trusted",
+            hint="give --tlog-keys FILE, or a trust repository with a tlog/keys.txt target",
+        )
     chosen_keys = keys
     pktoken_cache = PKTokenCache()  # the run's, whichever policy each image gets
 
@@ -527,6 +579,7 @@ def build_verify_options(
         policy: IdentityPolicy, signed_name: str | None = None, rule_signed_in: Sequence[str] = ()
     ) -> VerifyOptions:
         from_policy = policy.signed_repositories if isinstance(policy, AllOf) else ()
+        in_policy = (policy.source if isinstance(policy, AllOf) else None) or {}
         return VerifyOptions(
             policy=policy,
             keys=chosen_keys,
@@ -543,12 +596,29 @@ def build_verify_options(
                 dict.fromkeys((*also_signed_in, *from_policy, *rule_signed_in))
             ),
             pktoken_cache=pktoken_cache,
+            tlog=tlog,
+            require_tlog=require_tlog or _transparency_required(policy),
+            source=_source(
+                source_repository or in_policy.get("source-repository"),
+                source_commit or in_policy.get("source-commit"),
+            ),
         )
 
     if policy is not None:
         return make(policy)
     assert trust is not None
     return _mapped(trust, make)
+
+
+def _source(repository: str | None, commit: str | None) -> SourceRequirement | None:
+    if repository is None and commit is None:
+        return None
+    return SourceRequirement(repository, commit)
+
+
+def _transparency_required(policy: IdentityPolicy) -> bool:
+    """A policy document's (or mapping rule's policy's) ``transparency: required``."""
+    return isinstance(policy, AllOf) and policy.transparency == "required"
 
 
 def _mapped(
@@ -569,7 +639,10 @@ def _mapped(
         with lock:  # images are verified in parallel; each policy is fetched once
             if rule.policy not in policies:
                 policies[rule.policy] = trust.policy(rule.policy)
-        return make(policies[rule.policy], rule.name, rule.signed_repositories)
+        chosen = make(policies[rule.policy], rule.name, rule.signed_repositories)
+        if rule.transparency == "required":  # the rule's own `transparency: required`
+            chosen = dataclasses.replace(chosen, require_tlog=True)
+        return chosen
 
     return choose
 

@@ -91,6 +91,9 @@ class BundleCheck:
     predicate_type: str | None = None
     #: The remedy the error suggests, if any (e.g. ``--signed-repository`` for a copy).
     hint: str | None = None
+    #: For a BuildKit in-index attestation: the attestation manifest, the layer, what covers it
+    #: (``coveredBy``, ``signature``) and, for provenance, the ``source`` it names.
+    buildkit: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -107,6 +110,8 @@ class BundleCheck:
                 out["hint"] = self.hint
         if self.claims:
             out["identity"] = self.claims
+        if self.buildkit is not None:
+            out["buildkit"] = self.buildkit
         return out
 
 

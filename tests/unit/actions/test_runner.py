@@ -198,16 +198,22 @@ UNREACHABLE: frozenset[str] = frozenset(
         "--from-dir",
         # Batch tuning of `opk-sign verify`; the actions verify with the library's defaults.
         "--workers",
+        # `opk-sign log monitor` (tlog/monitor.py, tlog/reader.py), which no action runs; the
+        # monitor workflow (.github/workflows/monitor.yml) runs the CLI.
+        "--state",
+        "--log-url",
+        "--expect-workflow",
+        "--owner",
     }
 )
 #: Verification flags: the signing action never verifies.
 VERIFY_ONLY: frozenset[str] = frozenset(
     {f"--{name}" for name in policy_field_names()}
-    | {"--policy", "--attestation", "--signed-repository"}
+    | {"--policy", "--attestation", "--signed-repository", "--tlog-keys", "--require-tlog"}
 )
 #: Signing flags: the verify action never signs (nor writes a kit: --dir).
 SIGN_ONLY: frozenset[str] = frozenset(
-    {"--timestamp-url", "--no-timestamp", "--no-provenance", "--dir"}
+    {"--timestamp-url", "--no-timestamp", "--no-provenance", "--dir", "--tlog", "--tlog-url"}
 )
 FLAG = re.compile(r"(?<![\w'\"=-])--[a-z][a-z0-9-]*")
 

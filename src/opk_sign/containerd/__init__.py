@@ -1,0 +1,2 @@
+"""containerd's image verifier: ``opk-sign-containerd-verifier`` (:mod:`.verifier`) and its
+installation (:mod:`.install`); docs/containerd.md."""

@@ -1,0 +1,1 @@
+"""Docker Official Images' bashbrew library files (pure: :mod:`opk_sign.library.bashbrew`)."""

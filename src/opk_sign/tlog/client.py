@@ -1,0 +1,129 @@
+"""Writing to a Rekor v2 log: ``POST {url}/api/v2/log/entries`` (sigstore/rekor-tiles).
+
+The log answers only once a checkpoint holds the new entry (its checkpoint interval, 1 s in the
+tests and some seconds in production), with a ``TransparencyLogEntry`` carrying the inclusion
+proof and that checkpoint: everything a verifier needs offline. The answer is checked as a
+verifier would before it goes into a bundle (same body, proof leading to the checkpoint's root),
+but not under a trusted key: which keys to trust is the verifier's decision.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import requests
+
+from opk_sign import deadline
+from opk_sign.deadline import DeadlineExceeded
+from opk_sign.errors import FormatError, NetworkError, TransparencyError
+from opk_sign.http import RETRY_STATUSES, HTTPConfig, new_session
+from opk_sign.jose import JSONObject, parse_json_object
+from opk_sign.tlog.checkpoint import Checkpoint
+from opk_sign.tlog.entry import LogEntry
+from opk_sign.tlog.hashedrekord import SignedDigest, canonical_body, request_body
+from opk_sign.tlog.merkle import leaf_hash, verify_inclusion
+from opk_sign.tlog.note import Note
+from opk_sign.urls import require_secure_url
+
+#: Sigstore's production Rekor v2 instance, as Sigstore's published signing config
+#: (sigstore/root-signing, targets/signing_config.v0.2.json: "rekorTlogUrls", API version 2)
+#: lists it. Rekor v2 shards by year; a later shard is a later release of opk-sign.
+DEFAULT_TLOG_URL: Final = "https://log2025-1.rekor.sigstore.dev"
+#: Environment variables: the log (CLI and action) and the default mode of ``sign --tlog``.
+TLOG_URL_VAR: Final = "OPK_SIGN_TLOG_URL"
+TLOG_MODE_VAR: Final = "OPK_SIGN_TLOG"
+TLOG_MODES: Final = ("auto", "always", "never")
+ENTRIES_PATH: Final = "/api/v2/log/entries"
+#: A TransparencyLogEntry is the body (a few KiB with the PK token) and a proof: well under this.
+MAX_RESPONSE_BYTES: Final = 256 * 1024
+#: Rekor v2 answers once a checkpoint holds the entry; clients are told to wait at least 20 s.
+LOG_TIMEOUT: Final = HTTPConfig(read_timeout=60.0, exchange_timeout=90.0, retries=2)
+_HINT: Final = (
+    "check the log URL (--tlog-url, OPK_SIGN_TLOG_URL, or the action's tlog-url input), or "
+    "sign without logging (--tlog never)"
+)
+
+
+def should_log(mode: str, claims: object) -> bool:
+    """Whether ``sign --tlog MODE`` logs for a token with these claims: ``auto`` only for a
+    public repository (a private or internal one's claims would become public)."""
+    if mode not in TLOG_MODES:
+        raise ValueError(f"tlog mode must be one of {TLOG_MODES}, got {mode!r}")
+    if mode == "auto":
+        return isinstance(claims, dict) and claims.get("repository_visibility") == "public"
+    return mode == "always"
+
+
+def log_entry(
+    url: str,
+    entry: SignedDigest,
+    certificate_der: bytes,
+    session: requests.Session | None = None,
+) -> JSONObject:
+    """Log one hashedrekord entry; the ``TransparencyLogEntry`` (JSON) the log returned,
+    checked to be this entry's with an inclusion proof leading to its checkpoint's root."""
+    require_secure_url(url, "the transparency log URL")
+    endpoint = url.rstrip("/") + ENTRIES_PATH
+    answer = _post(endpoint, request_body(entry, certificate_der), session)
+    try:
+        data = parse_json_object(answer, "transparency log answer")
+        parsed = LogEntry.from_dict(data)
+        checkpoint = Checkpoint.parse_text(Note.parse(parsed.proof.checkpoint).text)
+    except FormatError as err:
+        raise TransparencyError(f"the transparency log {url} answered: {err.message}") from None
+    body = canonical_body(entry, certificate_der)
+    if parsed.body != body:
+        raise TransparencyError(f"the transparency log {url} logged another body than was sent")
+    verify_inclusion(
+        parsed.log_index,
+        checkpoint.size,
+        leaf_hash(body),
+        parsed.proof.hashes,
+        checkpoint.root_hash,
+    )
+    return data
+
+
+def _post(url: str, document: JSONObject, session: requests.Session | None) -> bytes:
+    http = new_session(LOG_TIMEOUT) if session is None else session
+    try:
+        with (
+            deadline.within(None, f"the transparency log request to {url}"),
+            http.post(
+                url,
+                json=document,
+                headers={"Accept": "application/json"},
+                timeout=LOG_TIMEOUT.timeout,
+                allow_redirects=False,
+                stream=True,
+            ) as response,
+        ):
+            status = response.status_code
+            if status in RETRY_STATUSES:
+                raise NetworkError(
+                    f"the transparency log {url} is unavailable: HTTP {status}", hint=_HINT
+                )
+            body = bytearray()
+            for chunk in response.iter_content(16 * 1024):
+                body += chunk
+                if len(body) > MAX_RESPONSE_BYTES:
+                    raise TransparencyError(
+                        f"the transparency log {url} answered more than {MAX_RESPONSE_BYTES} bytes"
+                    )
+    except requests.RequestException as err:
+        raise NetworkError(
+            f"could not reach the transparency log {url}: {err}", hint=_HINT
+        ) from None
+    except DeadlineExceeded as err:
+        raise err.recast(DeadlineExceeded, hint=_HINT) from None
+    finally:
+        if session is None:
+            http.close()
+    if status not in (200, 201):
+        text = bytes(body[:300]).decode("utf-8", "replace").strip()
+        raise TransparencyError(
+            f"the transparency log {url} refused the entry: HTTP {status}"
+            + (f": {text}" if text else ""),
+            hint=_HINT,
+        )
+    return bytes(body)
