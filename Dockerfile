@@ -33,6 +33,12 @@ RUN /opt/build/bin/pip wheel --no-deps --no-build-isolation --no-index --wheel-d
       /tmp/dist/opk_sign-*.whl
 
 FROM ${BASE_IMAGE}
+# No .pyc is written at run time: the image's own are compiled at install, and the container's
+# file system is not one of the runner's paths.
+ENV PATH=/opt/opk-sign/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY --from=build /opt/opk-sign /opt/opk-sign
+COPY entrypoint.py /opt/opk-sign/entrypoint.py
+# The labels last, so that a build of another version or commit reuses the layers above.
 ARG VERSION=unknown
 ARG REVISION=unknown
 ARG SOURCE=https://github.com/opk-sign/opk-sign
@@ -42,11 +48,6 @@ LABEL org.opencontainers.image.title="opk-sign" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
-# No .pyc is written at run time: the image's own are compiled at install, and the container's
-# file system is not one of the runner's paths.
-ENV PATH=/opt/opk-sign/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-COPY --from=build /opt/opk-sign /opt/opk-sign
-COPY entrypoint.py /opt/opk-sign/entrypoint.py
 # No USER: GitHub runs container actions as root, with the workspace, $HOME (/github/home) and
 # the file commands (/github/file_commands) bind-mounted from the runner and owned by its user;
 # another user could not write the outputs, the step summary or the offline kit. The entry point

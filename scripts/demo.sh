@@ -168,8 +168,10 @@ echo "OIDC issuer (emulated GitHub): $issuer"
 image="$registry/octo-org/hello-opk:v1"
 # Everything the commands shown below need, for `. demo.env` (and for run, which uses it too, so
 # the file is proved by the demo itself): the job's variables from the emulator (its request
-# token, hence mode 0600, and OPK_SIGN_OIDC_ISSUER), the local TSA, and no docker config (the
-# loopback registry is anonymous).
+# token, hence mode 0600, and OPK_SIGN_OIDC_ISSUER), the local TSA, no transparency log (the
+# emulated repository is public: signing would log in Sigstore's public Rekor, unreachable here
+# and no place for a demo; docs/transparency.md), and no docker config (the loopback registry is
+# anonymous).
 (
     umask 077
     {
@@ -183,6 +185,7 @@ image="$registry/octo-org/hello-opk:v1"
             OPK_SIGN_DEMO_IMAGE "$image" \
             OPK_SIGN_DEMO_TSA_CERTS "$work/tsa.pem" \
             OPK_SIGN_TIMESTAMP_URL "$timestamp_url" \
+            OPK_SIGN_TLOG never \
             DOCKER_CONFIG "$work/no-docker-config"
         cat "$work/job.env"
     } >"$env_file"
@@ -211,6 +214,7 @@ env = {
     "INPUT_PREDICATE": "", "INPUT_PREDICATE-TYPE": "",
     "INPUT_REGISTRY-USERNAME": "", "INPUT_REGISTRY-PASSWORD": "", "INPUT_GITHUB-TOKEN": "",
     "INPUT_TIMESTAMP-URL": "$timestamp_url",
+    "INPUT_TLOG": "never",
 }
 for line in open(sys.argv[1], encoding="utf-8"):
     name, _, value = line.removeprefix("export ").strip().partition("=")

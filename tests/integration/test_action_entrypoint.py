@@ -143,6 +143,8 @@ def run_entrypoint(
         "INPUT_GITHUB-TOKEN": GITHUB_TOKEN,
         # action.yml's default is the public TSA: the loopback one, or none.
         "INPUT_TIMESTAMP-URL": tsa.url if tsa is not None else "",
+        # action.yml's default logs a public repository's signatures in Sigstore's public log.
+        "INPUT_TLOG": "never",
         **{f"INPUT_{name.upper()}": value for name, value in inputs.items()},
         **(extra_env or {}),
     }

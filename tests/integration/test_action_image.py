@@ -26,7 +26,7 @@ from opk_sign._version import __version__
 from opk_sign.cli.main import main as cli_main
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.keychain import Keychain
-from tests.services.container_build import ROOT, Buildah, base_image, build_action_image
+from tests.services.container_build import ROOT, Buildah, base_image, build_action_image, tidy
 from tests.services.container_build import image_size as measured_size
 from tests.services.images import push_sample_image
 from tests.services.oidc import generated_op_key
@@ -47,6 +47,10 @@ class Built:
     image: str
     registry: Registry
     seconds: float
+    #: One working container of the image for every test (with vfs each `buildah from` copies
+    #: the whole image), and where its file system is on this machine.
+    container: str
+    rootfs: Path
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +58,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     buildah = Buildah()
     start = time.monotonic()
     base = base_image(buildah)
+    tidy(buildah, keep=base)
     with distribution(tmp_path_factory.mktemp("image-registry")) as registry:
         digest = buildah.push(base, registry.ref("debian/python3", "bookworm"))
         image = build_action_image(
@@ -64,7 +69,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         )
         seconds = time.monotonic() - start
         print(f"\naction image {image[:19]}: {measured_size(buildah, image)}, {seconds:.0f} s")
-        yield Built(buildah, image, registry, seconds)
+        with buildah.container(image) as container:
+            rootfs = Path(buildah.run("mount", container).stdout.strip())
+            yield Built(buildah, image, registry, seconds, container, rootfs)
 
 
 @pytest.fixture(scope="module")
@@ -151,19 +158,16 @@ def run_as_runner(
     }
     entrypoint = config(built)["Entrypoint"]
     assert isinstance(entrypoint, list)
-    with built.buildah.container(built.image) as container:
-        rootfs = Path(built.buildah.run("mount", container).stdout.strip())
-        before = time.time() - 1
-        args = ["run", "--isolation", "chroot", "--workingdir", "/github/workspace"]
-        args += [f"--volume={runner / name}:{target}" for name, target in mounts.items()]
-        args += [f"--env={name}={value}" for name, value in env.items()]
-        done = built.buildah.run(*args, container, "--", *entrypoint, check=False, timeout=180)
-        written = sorted(
-            "/" + str(path.relative_to(rootfs))
-            for path in rootfs.rglob("*")
-            if not path.is_symlink() and path.is_file() and path.stat().st_mtime > before
-        )
-        built.buildah.run("umount", container, check=False)
+    before = time.time() - 1
+    args = ["run", "--isolation", "chroot", "--workingdir", "/github/workspace"]
+    args += [f"--volume={runner / name}:{target}" for name, target in mounts.items()]
+    args += [f"--env={name}={value}" for name, value in env.items()]
+    done = built.buildah.run(*args, built.container, "--", *entrypoint, check=False, timeout=180)
+    written = sorted(
+        "/" + str(path.relative_to(built.rootfs))
+        for path in built.rootfs.rglob("*")
+        if not path.is_symlink() and path.is_file() and path.stat().st_mtime > before
+    )
     return Run(
         done.returncode,
         done.stdout,
@@ -191,9 +195,9 @@ def test_image_has_oci_labels_the_entrypoint_and_the_default_user(built: Built) 
 
 
 def test_the_final_stage_holds_only_the_runtime(built: Built) -> None:
-    with built.buildah.container(built.image) as container:
+    if True:
         listing = built.buildah.run(
-            "run", "--isolation", "chroot", container, "--", "/bin/sh", "-c",
+            "run", "--isolation", "chroot", built.container, "--", "/bin/sh", "-c",
             "ls /opt; ls /opt/opk-sign/bin; test -e /src && echo HAS-SRC;"
             " du -sm /opt/opk-sign | cut -f1",
         ).stdout.split()  # fmt: skip
@@ -211,10 +215,9 @@ def test_installed_packages_are_exactly_the_lock(built: Built) -> None:
         "import importlib.metadata as m, json; "
         "print(json.dumps({d.metadata['Name']: d.version for d in m.distributions()}))"
     )
-    with built.buildah.container(built.image) as container:
-        done = built.buildah.run(
-            "run", "--isolation", "chroot", container, "--", "/opt/opk-sign/bin/python", "-c", probe
-        )
+    done = built.buildah.run(
+        "run", "--isolation", "chroot", built.container, "--", "/opt/opk-sign/bin/python", "-c", probe
+    )
     installed = {
         re.sub(r"[-_.]+", "-", name).lower(): version
         for name, version in json.loads(done.stdout).items()

@@ -23,7 +23,7 @@ from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign._version import __version__
 from opk_sign.cli.main import main as cli_main
 from opk_sign.errors import EXIT_POLICY_MISMATCH
-from tests.services.container_build import ROOT, Buildah, base_image, copy_checkout
+from tests.services.container_build import ROOT, Buildah, base_image, copy_checkout, tidy
 from tests.services.oidc import generated_op_key
 from tests.services.registries import Registry, distribution
 
@@ -61,6 +61,7 @@ def rehearsal(
 ) -> Iterator[tuple[Path, str, subprocess.CompletedProcess[str]]]:
     buildah = Buildah()
     base = base_image(buildah)
+    tidy(buildah, keep=base)
     base_ref = f"{registry.host}/debian/python3@{buildah.push(base, registry.ref('debian/python3', 'bookworm'))}"
     checkout = copy_checkout(tmp_path_factory.mktemp("release") / "opk-sign")
     venv_bin = Path(sys.executable).parent

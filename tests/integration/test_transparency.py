@@ -482,3 +482,28 @@ def test_the_trust_repository_distributes_the_keys_and_requires_entries(
         assert cli("trust", "init", "--root", root, "--url", server.url) == 0
         assert cli("verify", "--issuer", world.emulator.issuer, logged.tag) == EXIT_OK
         assert cli("verify", "--issuer", world.emulator.issuer, bare) == EXIT_INVALID_SIGNATURE
+
+
+def test_the_cli_flags_reach_the_log(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tag = world.registry.ref(REPO, "cli")
+    with client() as c:
+        top = push_sample_image(c, tag, ("linux/amd64",), index=False)
+    for name, value in world.emulator.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OPK_SIGN_OIDC_ISSUER", world.emulator.issuer)
+    argv = ["sign", tag, "--no-timestamp", "--tlog-url", world.log.url]
+    assert main([*argv, "--tlog", "always", "--no-provenance"]) == EXIT_OK
+    (bundle,) = bundles(tag, top.digest)
+    assert verify_tlog(bundle, world.log.trust(), required=True)
+    # The default comes from OPK_SIGN_TLOG (tests/conftest.py: never), else auto.
+    monkeypatch.setenv("OPK_SIGN_TLOG", "auto")
+    assert main([*argv, "--no-provenance"]) == EXIT_OK
+    assert all(b.tlog_entries for b in bundles(tag, top.digest))
+    capsys.readouterr()
+    assert main([*argv, "--tlog", "sometimes"]) == EXIT_USAGE
+    assert (
+        main(["sign", tag, "--tlog", "always", "--tlog-url", "http://log.example/"]) == EXIT_USAGE
+    )
+    assert "https" in capsys.readouterr().err

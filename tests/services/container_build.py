@@ -230,10 +230,10 @@ def tidy(buildah: Buildah, keep: str, limit: int = STORAGE_LIMIT) -> None:
     buildah.run("rm", "--all", check=False)
     if storage_size(buildah) <= limit:
         return
-    keep_id = str(buildah.inspect(keep)["FromImageID"])
-    listed = json.loads(buildah.run("images", "--all", "--json").stdout or "[]")
+    keep_id = str(buildah.inspect(keep)["FromImageID"]).removeprefix("sha256:")
+    listed = json.loads(buildah.run("images", "--all", "--json", "--no-trunc").stdout or "[]")
     for image in listed:
-        if str(image["id"]) != keep_id:
+        if str(image["id"]).removeprefix("sha256:") != keep_id:
             buildah.run("rmi", "--force", str(image["id"]), check=False)
 
 

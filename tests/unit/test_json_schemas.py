@@ -28,6 +28,7 @@ from opk_sign.verify.kit import (
     JWKS_FILE,
     KIT_MEDIA_TYPE,
     POLICY_FILE,
+    TLOG_KEYS_FILE,
     TSA_CERTS_FILE,
     KitReport,
 )
@@ -256,6 +257,7 @@ ALL_FILES = {
     "jwks": JWKS_FILE,
     "jwksArchive": JWKS_ARCHIVE_FILE,
     "tsaCertificates": TSA_CERTS_FILE,
+    "tlogKeys": TLOG_KEYS_FILE,
     "policy": POLICY_FILE,
 }
 

@@ -210,7 +210,10 @@ def test_readme_links_are_absolute_so_pypi_renders_them() -> None:
     links = re.findall(r"\]\(([^)\s]+)\)", (ROOT / "README.md").read_text())
     assert links
     relative = [link for link in links if not re.match(r"https?://|#|mailto:", link)]
-    assert relative == []
+    assert relative == [], (
+        "README links must be absolute (https://github.com/opk-sign/opk-sign/blob/main/PATH): "
+        "PyPI shows the README and cannot resolve relative links"
+    )
     project = PYPROJECT["project"]["urls"]["Homepage"]
     own = [link for link in links if re.search(r"/(blob|tree)/main/", link)]
     assert own and all(link.startswith(f"{project}/") for link in own)

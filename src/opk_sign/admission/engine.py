@@ -53,6 +53,9 @@ if TYPE_CHECKING:
 #: The trust state the verifier keeps next to its cache: when the trust data was last refreshed
 #: online, and the mapping then (to tell mapped names once the TUF metadata has expired).
 STATE_FILE: Final = "trust-state.json"
+#: After trust data could not be loaded, the failure is the answer for this long (a service
+#: deciding a hundred keys asks the repository once, not a hundred times).
+RETRY_TRUST_AFTER: Final = 10.0
 MAX_STATE_BYTES: Final = 4 << 20
 
 
@@ -108,6 +111,7 @@ class Engine:
         self.http: HTTPConfig = replace(DEFAULT_HTTP, exchange_timeout=settings.timeout)
         self._environ = env
         self._trust: _Trust | None = None
+        self._failure: tuple[float, _TrustUnavailable] | None = None
         self._lock = threading.Lock()
         self._client: RegistryClient | None = None
 
@@ -203,8 +207,14 @@ class Engine:
                 and now < current.expires  # a long-running service outlives its metadata
             ):
                 return current
-            trust = self._load_trust(now)
-            self._trust = trust
+            if self._failure is not None and 0 <= now - self._failure[0] < RETRY_TRUST_AFTER:
+                raise self._failure[1]
+            try:
+                trust = self._load_trust(now)
+            except _TrustUnavailable as unavailable:
+                self._trust, self._failure = None, (now, unavailable)
+                raise
+            self._trust, self._failure = trust, None
             return trust
 
     def _load_trust(self, now: float) -> _Trust:

@@ -45,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--env-file",
         type=Path,
         metavar="FILE",
-        help="write the `export NAME=value` lines (the job's variables and OPK_SIGN_OIDC_ISSUER) "
-        "to FILE (mode 0600) instead of stdout",
+        help="write the `export NAME=value` lines (the job's variables, OPK_SIGN_OIDC_ISSUER and "
+        "OPK_SIGN_TLOG=never) to FILE (mode 0600) instead of stdout",
     )
     oidc.set_defaults(func=_run_github_oidc)
 
@@ -157,8 +157,10 @@ def _run_github_oidc(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         # The issuer too: `opk-sign sign` and `verify` would otherwise expect GitHub's and fail
-        # (exit 14) for the emulator's tokens. Last, after the variables a runner sets.
-        env = {**emulator.env(), ISSUER_VAR: emulator.issuer}
+        # (exit 14) for the emulator's tokens. Last, after the variables a runner sets. And no
+        # transparency log by default: the emulator's tokens are junk to Sigstore's public log
+        # (a local one can still be asked for: --tlog always --tlog-url URL).
+        env = {**emulator.env(), ISSUER_VAR: emulator.issuer, "OPK_SIGN_TLOG": "never"}
         exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env.items())
         print(f"# issuer: {emulator.issuer}", flush=True)
         if args.env_file:

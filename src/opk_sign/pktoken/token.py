@@ -8,6 +8,7 @@ serialization the Go reference hashes (members ``payload``, ``signatures``; each
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -153,6 +154,12 @@ class PKToken:
 
     def to_json(self) -> bytes:
         """The canonical JSON serialization, byte-identical to Go's ``PKToken.MarshalJSON``."""
+        return self._canonical_json
+
+    @functools.cached_property
+    def _canonical_json(self) -> bytes:
+        # Computed once per token (frozen): a signing run serializes and hashes its one PK token
+        # for every bundle it makes (sign --images-from: hundreds).
         parts = []
         for sig in self.signatures():
             header = f'"header":{go_json(sig.header).decode()},' if sig.header else ""
@@ -217,6 +224,11 @@ class PKToken:
         return CompactJWS(self.cic.protected_b64, self.payload_b64, self.cic.signature_b64)
 
     def cic_claims(self) -> ClientInstanceClaims:
+        return self._cic_claims
+
+    @functools.cached_property
+    def _cic_claims(self) -> ClientInstanceClaims:
+        # Once per token (frozen; a malformed CIC raises every time, nothing is cached then).
         try:
             return ClientInstanceClaims.from_header(self.cic.protected)
         except FormatError as err:
