@@ -25,7 +25,7 @@ from opk_sign.oci.keychain import Keychain
 from opk_sign.oci.manifest import canonical_json
 from opk_sign.oci.reference import Reference
 from opk_sign.oidc import GitHubActionsProvider
-from opk_sign.payloads.buildkit import SLSA_PROVENANCE_V1, SLSA_PROVENANCE_V02, SPDX_DOCUMENT
+from opk_sign.payloads.buildkit import SLSA_PROVENANCE_V02, SLSA_PROVENANCE_V1, SPDX_DOCUMENT
 from opk_sign.sign.image import SigningOptions, SigningResult, sign_image
 from tests.services.buildkit import (
     DEFAULT_COMMIT,
@@ -67,9 +67,7 @@ def sign(
 ) -> SigningResult:
     provider = GitHubActionsProvider(env=emulator.env(), issuer=emulator.issuer)
     with client() as c:
-        return sign_image(
-            image, provider=provider, client=c, options=options or SigningOptions()
-        )
+        return sign_image(image, provider=provider, client=c, options=options or SigningOptions())
 
 
 def verify(emulator: GitHubOIDCEmulator, *args: str) -> int:

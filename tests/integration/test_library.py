@@ -138,9 +138,7 @@ def test_library_sign_then_verify_every_tag_once(
     latest = next(t for t in doc["tags"] if t["tag"] == "latest")
     assert latest["entries"] == [7]
     for manifest in latest["result"]["manifests"][1:]:
-        (provenance,) = [
-            b for b in manifest["bundles"] if (b.get("buildkit") or {}).get("source")
-        ]
+        (provenance,) = [b for b in manifest["bundles"] if (b.get("buildkit") or {}).get("source")]
         assert provenance["buildkit"]["source"]["commit"] == C1
     musl = next(t for t in doc["tags"] if t["tag"] == "musl")
     commits = {

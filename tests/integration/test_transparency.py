@@ -507,3 +507,18 @@ def test_the_cli_flags_reach_the_log(
         main(["sign", tag, "--tlog", "always", "--tlog-url", "http://log.example/"]) == EXIT_USAGE
     )
     assert "https" in capsys.readouterr().err
+
+
+def test_a_log_with_an_ecdsa_checkpoint_key(world: World) -> None:
+    # c2sp.org/signed-note's ECDSA type (0x02): key ID the hash of the SPKI, as Rekor v2 signs.
+    work = world.work / "ecdsa"
+    (work / "log").mkdir(parents=True)
+    key = new_log_key("ecdsa.test", work / "log" / "log-key.pem", ecdsa=True)
+    with rekor_log(work / "log", origin="ecdsa.test", key=key) as log:
+        tag = world.registry.ref(REPO, "ecdsa")
+        result = sign(world, tag, tlog="always", tlog_url=log.url)
+    for bundle in bundles(tag, result.digest):
+        (verified,) = verify_tlog(bundle, log.trust(), required=True)
+        assert verified.origin == "ecdsa.test"
+    with pytest.raises(TransparencyError, match="not signed by a trusted key"):
+        verify_tlog(bundle, TlogTrust((new_log_key("ecdsa.test", work / "x.pem", ecdsa=True),)))

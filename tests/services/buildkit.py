@@ -39,8 +39,8 @@ from opk_sign.payloads.buildkit import (
     PREDICATE_TYPE_ANNOTATION,
     REFERENCE_DIGEST,
     REFERENCE_TYPE,
-    SLSA_PROVENANCE_V1,
     SLSA_PROVENANCE_V02,
+    SLSA_PROVENANCE_V1,
     SPDX_DOCUMENT,
     STATEMENT_V1,
 )
@@ -161,7 +161,11 @@ def sbom_predicate(name: str) -> dict[str, Any]:
         "name": f"sbom-{name}",
         "documentNamespace": f"https://docker.com/docker.io/{name}-{os.urandom(4).hex()}",
         "creationInfo": {
-            "creators": ["Organization: Anchore, Inc", "Tool: syft-v1.0.0", "Tool: buildkit-v0.32.0"],
+            "creators": [
+                "Organization: Anchore, Inc",
+                "Tool: syft-v1.0.0",
+                "Tool: buildkit-v0.32.0",
+            ],
             "created": "2026-12-03T05:00:00Z",
         },
         "packages": [

@@ -45,8 +45,9 @@ CACHE_DIR = TOOLS_DIR.parent
 BUILDAH_DIR = Path(os.environ.get("OPK_SIGN_BUILDAH_DIR", CACHE_DIR / "buildah"))
 MMDEBSTRAP_TIMEOUT = 900
 BUILD_TIMEOUT = 900
-#: Past this, the build cache is dropped before a build (tidy): about three builds' worth.
-STORAGE_LIMIT = 4 * 2**30
+#: Past this, the build cache is dropped before a build (tidy). vfs keeps a full copy per layer:
+#: a `make test` adds about 1.5 GB (a new source tree), so the cache lasts a few runs.
+STORAGE_LIMIT = 8 * 2**30
 
 
 def base_key() -> str:

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from opk_sign.tlog.checkpoint import TlogTrust
-from opk_sign.tlog.note import SIG_ED25519, VerifierKey
+from opk_sign.tlog.note import SIG_ECDSA, SIG_ED25519, VerifierKey
 from tests.services.registries import _process, free_port
 from tests.services.tools import tool_path
 
@@ -54,9 +54,11 @@ class RekorLog:
         return path
 
 
-def new_log_key(origin: str, path: Path) -> VerifierKey:
-    """A fresh Ed25519 checkpoint key, written as PKCS#8 PEM to ``path``."""
-    private = ed25519.Ed25519PrivateKey.generate()
+def new_log_key(origin: str, path: Path, *, ecdsa: bool = False) -> VerifierKey:
+    """A fresh checkpoint key, Ed25519 (or ECDSA P-256), written as PKCS#8 PEM to ``path``."""
+    private: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey = (
+        ec.generate_private_key(ec.SECP256R1()) if ecdsa else ed25519.Ed25519PrivateKey.generate()
+    )
     path.write_bytes(
         private.private_bytes(
             serialization.Encoding.PEM,
@@ -64,6 +66,11 @@ def new_log_key(origin: str, path: Path) -> VerifierKey:
             serialization.NoEncryption(),
         )
     )
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        spki = private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return VerifierKey(origin, SIG_ECDSA, spki)
     public = private.public_key().public_bytes(
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )

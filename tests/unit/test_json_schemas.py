@@ -391,12 +391,15 @@ def test_buildkit_documents_validate() -> None:
         "verified",
         (dataclasses.replace(check, buildkit=evidence),),
     )
-    result = ImageResult("ghcr.io/o/app:v1", Outcome.VERIFIED, "ok", "ghcr.io/o/app", A, (manifest,))
+    result = ImageResult(
+        "ghcr.io/o/app:v1", Outcome.VERIFIED, "ok", "ghcr.io/o/app", A, (manifest,)
+    )
     valid(json.loads(json.dumps(result.to_dict())), "verify")
     bad = dataclasses.replace(check, buildkit={**evidence, "coveredBy": "annotation"})
     invalid(
-        dataclasses.replace(result, manifests=(dataclasses.replace(manifest, checks=(bad,)),))
-        .to_dict(),
+        dataclasses.replace(
+            result, manifests=(dataclasses.replace(manifest, checks=(bad,)),)
+        ).to_dict(),
         "verify",
     )
 

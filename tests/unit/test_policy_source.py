@@ -9,8 +9,8 @@ import pytest
 
 from opk_sign.errors import UsageError
 from opk_sign.payloads.buildkit import SourceRequirement
-from opk_sign.policy import policy_from_document
 from opk_sign.pktoken import StaticJWKS
+from opk_sign.policy import policy_from_document
 from opk_sign.verify.options import VerifyOptions, build_policy, build_verify_options
 
 COMMIT = "e" * 40

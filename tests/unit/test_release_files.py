@@ -172,7 +172,7 @@ def test_dependabot_keeps_every_pin_fresh() -> None:
     config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text())
     updates = {u["package-ecosystem"]: u for u in config["updates"]}
     assert set(updates) == {"pip", "github-actions", "gomod", "docker"}
-    assert updates["pip"]["directory"] == "/requirements"
+    assert updates["pip"]["directory"] == "/"  # pyproject.toml and requirements/
     go_mods = {f"/{p.parent.relative_to(ROOT)}" for p in ROOT.glob("tests/**/go.mod")}
     assert go_mods <= set(updates["gomod"]["directories"])
 
@@ -226,3 +226,28 @@ def test_completion_prints_the_shipped_scripts(capsys: pytest.CaptureFixture[str
         assert capsys.readouterr().out == shipped
         assert "_shtab_opk_sign" in shipped
     assert main(["completion", "fish"]) == 2
+
+
+# --- no dependency the package does not use ----------------------------------------------------
+
+#: The module each runtime dependency provides (a new dependency must be added here).
+IMPORT_NAMES = {
+    "cryptography": "cryptography",
+    "pyjwt": "jwt",
+    "requests": "requests",
+    "actions-toolkit": "actions_toolkit",
+    "tuf": "tuf",
+    "rfc3161-client": "rfc3161_client",
+    "platformdirs": "platformdirs",
+    "pyyaml": "yaml",
+    "gmpy2": "gmpy2",
+}
+
+
+def test_every_runtime_dependency_is_imported_by_the_package() -> None:
+    sources = "\n".join(p.read_text() for p in (ROOT / "src" / "opk_sign").rglob("*.py"))
+    for spec in PYPROJECT["project"]["dependencies"]:
+        name = canonicalize_name(Requirement(spec).name)
+        assert name in IMPORT_NAMES, f"{name}: add its module to IMPORT_NAMES"
+        module = IMPORT_NAMES[name]
+        assert re.search(rf"(?m)^\s*(?:import|from) {module}\b", sources), f"{name} is unused"

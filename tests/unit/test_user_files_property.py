@@ -25,7 +25,12 @@ from opk_sign.cli.verify import read_images
 from opk_sign.errors import OpkSignError, UsageError
 from opk_sign.policy import AllOf, policy_field_names, policy_from_document
 from opk_sign.verify.keys import jwks_from_file
-from opk_sign.verify.options import load_jwks_archive, load_policy_file, load_tsa_trust
+from opk_sign.verify.options import (
+    load_jwks_archive,
+    load_policy_file,
+    load_tlog_trust,
+    load_tsa_trust,
+)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "timestamps"
 ISSUER = "https://token.actions.githubusercontent.com"
@@ -50,6 +55,7 @@ READERS: dict[str, Callable[[Path], object]] = {
     "jwks": lambda path: jwks_from_file(path, ISSUER),
     "jwks-archive": load_jwks_archive,
     "tsa-certs": lambda path: load_tsa_trust(path, None),
+    "tlog-keys": lambda path: load_tlog_trust(path, None),
     "images": lambda path: read_images(argparse.Namespace(images=[], images_from=path)),
 }
 
@@ -64,6 +70,7 @@ WRAPPERS: dict[str, Callable[[bytes], bytes]] = {
         + b', "lastSeen": 1}]}'
     ),
     "tsa-certs": lambda v: b"-----BEGIN CERTIFICATE-----\n" + v + b"\n-----END CERTIFICATE-----\n",
+    "tlog-keys": lambda v: b"log " + v + b"\nquorum " + v + b"\n",
     "images": lambda v: b"registry.example/app:1\n" + v + b"\n",
 }
 
@@ -132,6 +139,11 @@ SAMPLES: dict[str, bytes] = {
         }
     ).encode(),
     "tsa-certs": (ASSETS / "tsa-chain.pem").read_bytes(),
+    # An Ed25519 and an ECDSA log key (c2sp.org/signed-note's examples' shapes), a witness.
+    "tlog-keys": b"# keys\nlog PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW\n"
+    b"log ecdsa.test+c0d23d6a+AjBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABNhtmPtrWm3U1eQXBogSMdGvXwBcK5AW5i0hrZ"
+    b"LOC96l+smGNM7nwZ4QvFK/4sueRoVj//QP22Ni4Qt9DPfkWLc=\n"
+    b"witness witness.test/w1+5082ef3a+BJkSdyY4u2a1BML+XtkF5SlwSE4EHPolPvhtFvzkrFHz\nquorum 1\n",
     "images": b"# fleet\nregistry.example/app:1  # pinned\n\nb@sha256:" + b"0" * 64 + b"\n",
 }
 

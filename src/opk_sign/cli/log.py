@@ -77,8 +77,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--tlog-keys",
         type=Path,
         metavar="FILE",
-        help="the log's key (and witness keys) as C2SP note verifier keys; default: the "
-        "installed trust repository's",
+        help="the log's key (and witness keys) as C2SP note verifier keys (with the installed "
+        "trust repository's tlog/keys.txt, if any)",
+    )
+    monitor.add_argument(
+        "--no-trust-repo",
+        dest="trust_repo",
+        action="store_false",
+        help="do not consult the installed TUF trust repository (its log keys, JWKS archive)",
     )
     monitor.add_argument(
         "--issuer",
@@ -111,7 +117,7 @@ def run_monitor(args: argparse.Namespace) -> int:
 
     identity = Identity(repository=args.repository, owner=args.owner)
     issuer = args.issuer or default_issuer()
-    trust_client = installed_trust_client(offline=False) if args.tlog_keys is None else None
+    trust_client = installed_trust_client(offline=False) if args.trust_repo else None
     trust = load_tlog_trust(args.tlog_keys, trust_client)
     if trust is None:
         raise UsageError(
@@ -120,8 +126,14 @@ def run_monitor(args: argparse.Namespace) -> int:
             "that distributes them",
         )
     keys: OPKeySource = jwks_from_file(args.jwks, issuer) if args.jwks else JWKSCache(new_session())
+    archives: list[OPKeySource] = []
     if args.jwks_archive is not None:
-        keys = KeySourceChain(keys, load_jwks_archive(args.jwks_archive))
+        archives.append(load_jwks_archive(args.jwks_archive))
+    archive = trust_client.jwks_archive(issuer) if trust_client is not None else None
+    if archive is not None:
+        archives.append(archive)
+    if archives:
+        keys = KeySourceChain(keys, *archives)
 
     def emit(line: dict[str, object]) -> None:
         print(json.dumps(line, sort_keys=True), flush=True)

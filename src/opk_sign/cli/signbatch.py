@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -37,8 +38,19 @@ def run_batch(
     images = list(_image_lines(args.images_from))
     if not images:
         raise UsageError(f"--images-from {args.images_from}: no images listed")
-    with registry_client(args, Reference.parse(images[0]).registry) as client:
-        batch = sign_images(images, provider=provider, client=client, options=options)
+    registry = Reference.parse(images[0]).registry
+    with registry_client(args, registry) as client:
+        batch = sign_images(
+            images,
+            provider=provider,
+            client=client,
+            options=options,
+            # A large batch on every core (16 images per process at least): forked copies of
+            # this process, each with a registry client of its own (sign.batch); the key never
+            # leaves memory.
+            processes=os.cpu_count() or 1,
+            client_factory=lambda: registry_client(args, registry),
+        )
     print_batch(batch, args.output, format_result)
     return batch.exit_code
 

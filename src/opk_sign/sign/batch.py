@@ -8,13 +8,16 @@ not, with its exit code), never the end of the run. The same image named twice i
 
 from __future__ import annotations
 
+import os
+import pickle
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Final
 
-from opk_sign.errors import EXIT_OK, OpkSignError
+from opk_sign.errors import EXIT_OK, OpkSignError, RegistryError
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.reference import Reference, image_key
 from opk_sign.oidc import JWKSCache, TokenProvider
@@ -78,14 +81,20 @@ def sign_images(
     now: float | None = None,
     jobs: int = DEFAULT_IMAGE_JOBS,
     on_done: Callable[[ImageSigning], None] | None = None,
+    processes: int = 1,
+    client_factory: Callable[[], RegistryClient] | None = None,
 ) -> BatchSigning:
     """Sign every image with one PK token; a failure to get the token (no ID token, bad issuer
-    keys) raises, as nothing could be signed; every later failure is its image's result."""
+    keys) raises, as nothing could be signed; every later failure is its image's result.
+
+    ``processes`` > 1 with a ``client_factory``: a batch of :data:`MIN_IMAGES_PER_PROCESS` images
+    per process or more is shared with forked copies of this process (:func:`_forked`), each with
+    its own registry client; only where forking is safe (POSIX, no other thread running)."""
     names = list(images)
     if not names:
         from opk_sign.errors import UsageError
 
-        raise UsageError("no images to sign", hint="give IMAGE or --images-from FILE")
+        raise UsageError("no images to sign")
     if len(names) > MAX_IMAGES:
         from opk_sign.errors import UsageError
 
@@ -103,6 +112,8 @@ def sign_images(
             now=now,
             jobs=jobs,
             on_done=on_done,
+            processes=processes,
+            client_factory=client_factory,
         )
     )
     return BatchSigning(tuple(done), pktoken_seconds)
@@ -118,30 +129,48 @@ def _sign_each(
     now: float | None,
     jobs: int,
     on_done: Callable[[ImageSigning], None] | None,
+    processes: int,
+    client_factory: Callable[[], RegistryClient] | None,
 ) -> Iterator[ImageSigning]:
     decided: dict[str, ImageSigning] = {}
 
-    def one(image: str) -> ImageSigning:
-        mark = time.perf_counter()
-        try:
-            reference = Reference.parse(image)
-            result = sign_image(
-                reference,
-                provider=provider,
-                client=client,
-                options=options,
-                now=now,
-                signer=signer,
-            )
-        except OpkSignError as err:
-            return ImageSigning(image, error=err, seconds=time.perf_counter() - mark)
-        return ImageSigning(image, result=result, seconds=time.perf_counter() - mark)
+    def signing(with_client: RegistryClient) -> Callable[[str], ImageSigning]:
+        def one(image: str) -> ImageSigning:
+            mark = time.perf_counter()
+            try:
+                reference = Reference.parse(image)
+                result = sign_image(
+                    reference,
+                    provider=provider,
+                    client=with_client,
+                    options=options,
+                    now=now,
+                    signer=signer,
+                )
+            except OpkSignError as err:
+                return ImageSigning(image, error=err, seconds=time.perf_counter() - mark)
+            return ImageSigning(image, result=result, seconds=time.perf_counter() - mark)
+
+        return one
 
     keys = [_key(name) for name in names]
     distinct = {key: name for key, name in reversed(list(zip(keys, names, strict=True)))}
     order = list(dict.fromkeys(keys))
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(order)))) as pool:
-        for key, outcome in zip(order, pool.map(one, [distinct[k] for k in order]), strict=True):
+    shares = _shares(order, processes if client_factory is not None else 1)
+    workers: list[_Forked] = []
+    if len(shares) > 1:
+        assert client_factory is not None
+        workers = [
+            _forked([distinct[k] for k in share], client_factory, signing, jobs)
+            for share in shares[1:]
+        ]
+    mine = shares[0]
+    one = signing(client)
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(mine)))) as pool:
+        for key, outcome in zip(mine, pool.map(one, [distinct[k] for k in mine]), strict=True):
+            decided[key] = outcome
+    for worker, share in zip(workers, shares[1:], strict=True):
+        for key, outcome in zip(share, worker.results(), strict=True):
             decided[key] = outcome
     for name, key in zip(names, keys, strict=True):
         outcome = decided[key]
@@ -153,6 +182,81 @@ def _sign_each(
         if on_done is not None:
             on_done(item)
         yield item
+
+
+#: Images a forked process must have to be worth starting.
+MIN_IMAGES_PER_PROCESS: Final = 16
+
+
+def _shares(order: list[str], processes: int) -> list[list[str]]:
+    """The images of each process (this one first), round robin; one share where forking is not
+    worth it or not safe: another thread may hold a lock the child would inherit held."""
+    count = min(processes, len(order) // MIN_IMAGES_PER_PROCESS)
+    if count <= 1 or not hasattr(os, "fork") or threading.active_count() > 1:
+        return [order]
+    return [order[i::count] for i in range(count)]
+
+
+@dataclass
+class _Forked:
+    """A forked copy of this process signing its share; its results come back pickled."""
+
+    pid: int
+    read_fd: int
+    images: list[str]
+
+    def results(self) -> list[ImageSigning]:
+        chunks = []
+        with os.fdopen(self.read_fd, "rb") as pipe:
+            while chunk := pipe.read(1 << 16):
+                chunks.append(chunk)
+        _, status = os.waitpid(self.pid, 0)
+        try:
+            done = pickle.loads(b"".join(chunks))  # noqa: S301 - our own child, our own pipe
+            if isinstance(done, list) and len(done) == len(self.images):
+                return done
+        except Exception:  # noqa: S110 - a child that died mid-write: reported below
+            pass
+        return [
+            ImageSigning(
+                image,
+                error=RegistryError(
+                    f"{image}: the signing process for it ended (status {status}) before "
+                    "reporting; whether it was signed is unknown",
+                    hint="run the command again: re-signing a manifest only adds a referrer",
+                ),
+            )
+            for image in self.images
+        ]
+
+
+def _forked(
+    images: list[str],
+    client_factory: Callable[[], RegistryClient],
+    signing: Callable[[RegistryClient], Callable[[str], ImageSigning]],
+    jobs: int,
+) -> _Forked:
+    """Fork a copy of this process (the run's key and PK token stay in memory, never serialized)
+    that signs ``images`` with a registry client of its own and writes the results to a pipe."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_fd)
+        return _Forked(pid, read_fd, images)
+    os.close(read_fd)  # the child: never returns
+    code = 0
+    try:
+        with client_factory() as own:
+            one = signing(own)
+            with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(images)))) as pool:
+                done = list(pool.map(one, images))
+        data = pickle.dumps(done)
+        with os.fdopen(write_fd, "wb") as pipe:
+            pipe.write(data)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
 
 
 def _key(image: str) -> str:

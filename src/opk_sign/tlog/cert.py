@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -227,7 +227,7 @@ def parse_certificate(der: bytes) -> TokenCertificate:
         certificate = x509.load_der_x509_certificate(der)
         public = certificate.public_key()
         ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    except (ValueError, x509.ExtensionNotFound):
+    except (ValueError, UnsupportedAlgorithm, x509.ExtensionNotFound):
         raise TransparencyError("not an opk-sign certificate (no PK token in it)") from None
     if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(
         public.curve, ec.SECP256R1

@@ -23,6 +23,11 @@ MAX_EXTENSION_LINES: Final = 16
 MAX_KEYS_FILE_BYTES: Final = 64 * 1024
 
 
+def _decimal(text: str) -> bool:
+    """ASCII digits only (str.isdigit also takes "²" and other digits int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     origin: str
@@ -32,13 +37,16 @@ class Checkpoint:
 
     @classmethod
     def parse_text(cls, text: bytes) -> Checkpoint:
-        lines = text.decode("utf-8", errors="strict").split("\n")
+        try:
+            lines = text.decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            raise FormatError("checkpoint: not UTF-8") from None
         if len(lines) < 4 or lines[-1] != "":
             raise FormatError("checkpoint: needs origin, size and root hash lines")
         origin, size, root, *extensions = lines[:-1]
         if not origin:
             raise FormatError("checkpoint: empty origin")
-        if not size.isdigit() or (size != "0" and size.startswith("0")) or len(size) > 20:
+        if not _decimal(size) or (size != "0" and size.startswith("0")) or len(size) > 19:
             raise FormatError(f"checkpoint: size {size[:30]!r} is not a decimal number")
         try:
             root_hash = base64.b64decode(root, validate=True)
@@ -105,7 +113,7 @@ class TlogTrust:
                 )
             kind, value = words
             if kind == "quorum":
-                if not value.isdigit() or quorum is not None:
+                if not _decimal(value) or quorum is not None:
                     raise UsageError(f"{source} line {number}: one 'quorum <N>', N a number")
                 quorum = int(value)
                 continue

@@ -28,7 +28,7 @@ def _int(data: Mapping[str, Any], key: str, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise FormatError(f"{what}: {key} must be an integer")
     text = str(value)
-    if not text.isdigit() or len(text) > 19 or int(text) > MAX_INDEX:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_INDEX:
         raise FormatError(f"{what}: {key} {text[:30]!r} is not a non-negative 64-bit integer")
     return int(text)
 

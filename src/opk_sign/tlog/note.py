@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -86,7 +86,7 @@ class VerifierKey:
     def _ecdsa(self) -> ec.EllipticCurvePublicKey:
         try:
             public = serialization.load_der_public_key(self.key)
-        except ValueError:
+        except (ValueError, UnsupportedAlgorithm):
             raise FormatError(f"verifier key {self.name}: not a DER public key") from None
         if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(
             public.curve, ec.SECP256R1 | ec.SECP384R1 | ec.SECP521R1

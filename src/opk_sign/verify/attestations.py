@@ -218,8 +218,7 @@ def _coverage(
     raise UncoveredAttestationError(
         f"attestation manifest {descriptor.digest} is {where} and has no valid signature of its "
         f"own ({len(own)} tried)",
-        hint="sign it: `opk-sign sign --attestation-manifests IMAGE` signs every attestation "
-        "manifest of the image",
+        hint="have the image's signer sign its attestation manifests too (docs/official-images.md)",
     )
 
 

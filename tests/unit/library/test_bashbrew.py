@@ -64,7 +64,15 @@ def test_the_documented_example_with_defaults_and_overrides() -> None:
     assert second.sources["amd64"].fetch == "refs/heads/2.0-pre-release"
     assert second.sources["arm64v8"].directory == "2/arm64"
     assert second.sources["amd64"].directory == "2"
-    assert [p.tag for p in library.tags()] == ["1.2.3", "1.2", "1", "latest", "2.0-rc1", "2.0-rc", "rc"]
+    assert [p.tag for p in library.tags()] == [
+        "1.2.3",
+        "1.2",
+        "1",
+        "latest",
+        "2.0-rc1",
+        "2.0-rc",
+        "rc",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -73,7 +81,12 @@ def test_the_documented_example_with_defaults_and_overrides() -> None:
         ("Directory: 1\n", "Dockerfile: 1\n", 8, "unknown field 'Dockerfile'"),
         ("Directory: 2\n", "Directory: 2\nGitCommit: " + C1 + "\n", 18, "given twice"),
         (f"GitCommit: {C2}", "GitCommit: deadbeef", 15, "not a full commit"),
-        ("Architectures: amd64, arm64v8", "Architectures: amd64, sparc", 12, "unknown architecture"),
+        (
+            "Architectures: amd64, arm64v8",
+            "Architectures: amd64, sparc",
+            12,
+            "unknown architecture",
+        ),
         ("arm64v8-Directory", "s390x-Directory", 16, "which the entry's Architectures omit"),
         ("Tags: 2.0-rc1, 2.0-rc", "Tags: 2.0-rc1, 1.2", 10, "already given by the entry at line 7"),
         ("SharedTags: rc", "SharedTags: latest", 10, "is a plain tag of the entry at line 7"),
@@ -85,7 +98,12 @@ def test_the_documented_example_with_defaults_and_overrides() -> None:
         ("Anne Smith (@example-asmith)", "Anne Smith", 2, "is not 'Name <email> (@github)'"),
         ("Directory: 1\n", "Directory: 1\nBuilder: docker\n", 9, "unknown Builder"),
         ("Directory: 1\n", "Directory: 1\nMaintainers: X (@x)\n", 9, "global entry only"),
-        ("GitRepo: https://github.com/example/docker-example.git", "GitRepo: file:///etc", 4, "GitRepo"),
+        (
+            "GitRepo: https://github.com/example/docker-example.git",
+            "GitRepo: file:///etc",
+            4,
+            "GitRepo",
+        ),
         ("# comment\n", "Tags: nope\n", 1, "'Tags' is not allowed in the global entry"),
     ],
 )

@@ -14,8 +14,8 @@ from opk_sign.oci.manifest import ImageIndex, ImageManifest
 from opk_sign.payloads.buildkit import (
     INTOTO_MEDIA_TYPE,
     PREDICATE_TYPE_ANNOTATION,
-    SLSA_PROVENANCE_V1,
     SLSA_PROVENANCE_V02,
+    SLSA_PROVENANCE_V1,
     STATEMENT_V01,
     BuildSource,
     PlatformSources,
@@ -59,7 +59,7 @@ def test_index_entries_and_layers() -> None:
     layer = Descriptor(INTOTO_MEDIA_TYPE, Q, 3, annotations={PREDICATE_TYPE_ANNOTATION: "t"})
     other = Descriptor("application/octet-stream", P, 3)
     manifest = ImageManifest(mediatypes.OCI_MANIFEST, other, (layer, other))
-    assert [(l.descriptor.digest, l.predicate_type) for l in attestation_layers(manifest)] == [
+    assert [(a.descriptor.digest, a.predicate_type) for a in attestation_layers(manifest)] == [
         (Q, "t")
     ]
 

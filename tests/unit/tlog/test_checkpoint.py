@@ -114,3 +114,12 @@ def test_the_keys_file() -> None:
             TlogTrust.parse(data, "keys")
     merged = TlogTrust((log.signer.key,)).merged(trust)
     assert merged.witnesses == trust.witnesses and merged.quorum == 1
+
+
+def test_digits_that_are_not_ascii_are_refused() -> None:
+    with pytest.raises(FormatError, match="decimal"):
+        Checkpoint.parse_text(f"log\n\u00b2\n{ROOT}\n".encode())
+    with pytest.raises(FormatError, match="UTF-8"):
+        Checkpoint.parse_text(b"\xff\n1\n" + ROOT.encode() + b"\n")
+    with pytest.raises(UsageError, match="quorum"):
+        TlogTrust.parse("quorum \u00b2\n".encode(), "keys")

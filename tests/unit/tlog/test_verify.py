@@ -5,6 +5,7 @@ certificate and of its checkpoint tampered in turn."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import json
@@ -13,6 +14,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from opk_sign.bundle import Bundle
 from opk_sign.errors import FormatError, TransparencyError, UsageError
@@ -295,3 +298,38 @@ def test_logged_bundles_follow_the_bundle_schema() -> None:
         jsonschema.validate(json.loads(bundle.to_json()), schema)
         # The entry adds about 18 KiB (docs/bundle.md): well under the 1 MiB bundle limit.
         assert len(bundle.to_json()) - len(replace(bundle, tlog_entries=()).to_json()) < 20_000
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.floats(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+_PATHS = [
+    ("logIndex",),
+    ("logId",),
+    ("logId", "keyId"),
+    ("kindVersion",),
+    ("inclusionProof",),
+    ("inclusionProof", "logIndex"),
+    ("inclusionProof", "rootHash"),
+    ("inclusionProof", "treeSize"),
+    ("inclusionProof", "hashes"),
+    ("inclusionProof", "checkpoint"),
+    ("inclusionProof", "checkpoint", "envelope"),
+    ("canonicalizedBody",),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(path=st.sampled_from(_PATHS), value=_JSON)
+def test_any_value_in_any_field_is_refused_cleanly(path: tuple[str, ...], value: Any) -> None:
+    entry = _entry(SIGNATURE)
+    holder: Any = entry
+    for key in path[:-1]:
+        holder = holder[key]
+    holder[path[-1]] = value
+    with contextlib.suppress(TransparencyError, FormatError):
+        verify_tlog(_with(SIGNATURE, entry), TRUST)
