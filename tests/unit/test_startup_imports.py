@@ -64,6 +64,10 @@ NOT_FOR_A_PLAIN_VERIFY = (
     "actions_toolkit",
     "opk_sign.trust.client",
     "opk_sign.trust.timestamp",
+    "opk_sign.tlog",  # only with transparency-log keys (issue 14)
+    "opk_sign.admission",
+    "opk_sign.containerd",
+    "opk_sign.library",
 )
 
 

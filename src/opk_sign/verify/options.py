@@ -448,24 +448,26 @@ def load_tsa_trust(tsa_certs: Path | None, trust: TrustClient | None) -> TSATrus
 
 def load_tlog_trust(tlog_keys: Path | None, trust: TrustClient | None) -> TlogTrust | None:
     """Trusted transparency log and witness keys: a keys file (``--tlog-keys``) and the trust
-    repository's ``tlog/keys.txt`` target, merged."""
-    from opk_sign.tlog.checkpoint import TlogTrust
-
-    found: list[TlogTrust] = []
+    repository's ``tlog/keys.txt`` target, merged. The log code is imported only when there are
+    keys (start-up, issue 13)."""
+    sources: list[tuple[bytes, str]] = []
     if tlog_keys is not None:
         try:
             data = tlog_keys.read_bytes()
         except OSError as err:
             raise UsageError(f"cannot read --tlog-keys {tlog_keys}: {err.strerror}") from None
-        found.append(TlogTrust.parse(data, f"--tlog-keys {tlog_keys}"))
+        sources.append((data, f"--tlog-keys {tlog_keys}"))
     if trust is not None:
         from opk_sign.trust.client import TLOG_KEYS_TARGET
 
         target = trust.target(TLOG_KEYS_TARGET)
         if target is not None:
-            found.append(TlogTrust.parse(target, f"trust repository target {TLOG_KEYS_TARGET}"))
-    if not found:
+            sources.append((target, f"trust repository target {TLOG_KEYS_TARGET}"))
+    if not sources:
         return None
+    from opk_sign.tlog.checkpoint import TlogTrust
+
+    found = [TlogTrust.parse(data, where) for data, where in sources]
     merged = found[0]
     for more in found[1:]:
         merged = merged.merged(more)
