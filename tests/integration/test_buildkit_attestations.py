@@ -37,7 +37,7 @@ from tests.services.buildkit import (
     statement,
 )
 from tests.services.oidc import generated_op_key
-from tests.services.registries import Registry, olareg
+from tests.services.registries import Registry, distribution, olareg
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("buildkit")]
 
@@ -180,6 +180,9 @@ def test_source_policy_mismatch_is_a_policy_error(
         push_buildkit_image(c, ref)
     sign(emulator, ref, SigningOptions(provenance=False))
 
+    assert verify(emulator, ref, "--source-commit", DEFAULT_COMMIT) == EXIT_OK
+    text = capsys.readouterr().out
+    assert f"source:         {DEFAULT_REPOSITORY} at {DEFAULT_COMMIT} (configSource)" in text
     wrong = "0" * 40
     assert verify(emulator, ref, "--source-commit", wrong) == EXIT_POLICY_MISMATCH
     assert f"the policy requires {wrong!r}" in capsys.readouterr().out
@@ -288,3 +291,27 @@ def test_an_attestation_manifest_missing_from_the_signed_index_needs_its_own_sig
     ]
     assert bundle["buildkit"]["coveredBy"] == "attestation-manifest-signature"
     assert bundle["identity"]["repository"] == REPO
+
+
+def test_verify_attestation_on_a_registry_without_the_referrers_api(
+    tmp_path_factory: pytest.TempPathFactory,
+    emulator: GitHubOIDCEmulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """distribution 2.8: the index's signature is found through the tag-schema fallback, the
+    in-index attestation manifests need no referrers listing at all."""
+    with distribution(tmp_path_factory.mktemp("distribution")) as running:
+        ref = running.ref("library/fallback", "1")
+        with client() as c:
+            image = push_buildkit_image(c, ref)
+        sign(emulator, ref, SigningOptions(provenance=False))
+        code = verify(emulator, ref, "--attestation", SLSA_PROVENANCE_V1, "--output", "json")
+        doc = document(capsys)
+        assert code == EXIT_OK, doc["message"]
+        covered = {
+            b["buildkit"]["attestationManifest"]
+            for m in doc["manifests"]
+            for b in m["bundles"]
+            if b.get("buildkit")
+        }
+        assert covered == {d.digest for d in image.attestations.values()}

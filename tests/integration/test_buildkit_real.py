@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from opk_sign._dev.github_oidc import GitHubOIDCEmulator
@@ -55,6 +56,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group
 SOURCE = "https://github.com/docker-library/busybox.git"
 COMMIT = "4f0c5a1c8a3d2e9b7f6e5d4c3b2a1f0e9d8c7b6a"
 REPO = "docker-library/busybox"
+SCHEMAS = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
 
 @contextlib.contextmanager
@@ -186,6 +188,8 @@ def test_buildkit_built_image_inspect_sign_verify(
     registry, ref = built
     assert main(["inspect", ref, "--output", "json"]) == EXIT_OK
     tree = json.loads(capsys.readouterr().out)
+    schema = json.loads((SCHEMAS / "inspect.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(tree)
     assert [m["platform"] for m in tree["manifests"]] == ["linux/amd64", "linux/arm64"]
     for node in tree["manifests"]:
         (attestation,) = node["attestations"]

@@ -16,9 +16,10 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from opk_sign import _version
-from opk_sign._version import __version__, describe
+from opk_sign._version import __version__
+from opk_sign.cli import version
 from opk_sign.cli.main import main
+from opk_sign.cli.version import describe
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -63,7 +64,7 @@ def test_version_names_the_package_version_and_the_checkout_commit(
 def test_version_without_a_checkout_is_the_version_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_version, "checkout_commit", lambda: None)
+    monkeypatch.setattr(version, "checkout_commit", lambda: None)
     assert describe() == f"opk-sign {__version__}"
 
 
@@ -71,7 +72,7 @@ def test_version_when_git_is_missing_is_the_version_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    assert _version.checkout_commit() is None
+    assert version.checkout_commit() is None
 
 
 def test_help_start_up_runs_no_git_and_reads_no_package_metadata() -> None:

@@ -160,7 +160,7 @@ class _Version(argparse.Action):
         )
 
     def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
-        from opk_sign._version import describe
+        from opk_sign.cli.version import describe
 
         print(describe())
         parser.exit()

@@ -208,6 +208,13 @@ def format_result(result: ImageResult) -> str:
                 lines.append(f"     {key + ':':<18}{identity[key]}")
         for manifest in result.manifests:
             lines.append(f"     {manifest.platform or 'manifest':<18}{manifest.digest}")
+            for check in manifest.checks:  # BuildKit provenance: where it was built from
+                source = (check.buildkit or {}).get("source")
+                if isinstance(source, dict) and check.outcome is Outcome.VERIFIED:
+                    lines.append(
+                        f"     {'  source:':<18}{source.get('repository')} at "
+                        f"{source.get('commit')} ({source.get('from')})"
+                    )
         return "\n".join(lines)
     if not result.manifests:
         lines.append(_indent(result.message, 5))
