@@ -13,6 +13,8 @@ cd "$(dirname "$0")/../.."
 missing=()
 command -v buildah >/dev/null 2>&1 || missing+=(buildah)
 command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+# The Debian archive's keys, for mmdebstrap on a host that is not Debian (Ubuntu runners).
+[[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || missing+=(debian-archive-keyring)
 if ((${#missing[@]})); then
     echo "50-container-build: installing ${missing[*]}" >&2
     sudo_cmd=()

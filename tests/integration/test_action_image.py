@@ -11,6 +11,7 @@ commands bind-mounted at /github/..., root as the user and /github/workspace as 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -26,7 +27,15 @@ from opk_sign._version import __version__
 from opk_sign.cli.main import main as cli_main
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.keychain import Keychain
-from tests.services.container_build import ROOT, Buildah, base_image, build_action_image, tidy
+from tests.services.container_build import (
+    ROOT,
+    Buildah,
+    base_image,
+    build_action_image,
+    exclusive,
+    in_use,
+    tidy,
+)
 from tests.services.container_build import image_size as measured_size
 from tests.services.images import push_sample_image
 from tests.services.oidc import generated_op_key
@@ -53,20 +62,25 @@ class Built:
     rootfs: Path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     buildah = Buildah()
     start = time.monotonic()
-    base = base_image(buildah)
-    tidy(buildah, keep=base)
-    with distribution(tmp_path_factory.mktemp("image-registry")) as registry:
-        digest = buildah.push(base, registry.ref("debian/python3", "bookworm"))
-        image = build_action_image(
-            buildah,
-            base=f"{registry.host}/debian/python3@{digest}",
-            tag=TAG,
-            build_args={"VERSION": __version__, "REVISION": REVISION},
-        )
+    with (
+        distribution(tmp_path_factory.mktemp("image-registry")) as registry,
+        contextlib.ExitStack() as using,
+    ):
+        with exclusive(buildah):
+            base = base_image(buildah)
+            tidy(buildah, keep=base)
+            digest = buildah.push(base, registry.ref("debian/python3", "bookworm"))
+            image = build_action_image(
+                buildah,
+                base=f"{registry.host}/debian/python3@{digest}",
+                tag=TAG,
+                build_args={"VERSION": __version__, "REVISION": REVISION},
+            )
+            using.enter_context(in_use(buildah))
         seconds = time.monotonic() - start
         print(f"\naction image {image[:19]}: {measured_size(buildah, image)}, {seconds:.0f} s")
         with buildah.container(image) as container:
@@ -74,8 +88,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
             yield Built(buildah, image, registry, seconds, container, rootfs)
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[GitHubOIDCEmulator]:
+@pytest.fixture(scope="session")
+def image_emulator() -> Iterator[GitHubOIDCEmulator]:
     with GitHubOIDCEmulator(key=generated_op_key(0), claims={"repository": REPOSITORY}) as running:
         yield running
 
@@ -243,13 +257,13 @@ def test_installed_packages_are_exactly_the_lock(built: Built) -> None:
 
 
 def test_entrypoint_signs_an_image_as_a_runner_runs_it(
-    built: Built, emulator: GitHubOIDCEmulator, tmp_path: Path
+    built: Built, image_emulator: GitHubOIDCEmulator, tmp_path: Path
 ) -> None:
     ref = built.registry.ref(REPOSITORY, "v1")
     with RegistryClient(Keychain([])) as client:
         pushed = push_sample_image(client, ref)
 
-    run = run_as_runner(built, tmp_path, emulator, {"image": ref})
+    run = run_as_runner(built, tmp_path, image_emulator, {"image": ref})
 
     assert run.code == 0, run.stdout + run.stderr
     assert "digest<<" in run.outputs and pushed.digest in run.outputs
@@ -261,16 +275,16 @@ def test_entrypoint_signs_an_image_as_a_runner_runs_it(
     # What it pushed verifies, from outside the container, as the signer's identity.
     verify = [
         *("verify", f"{ref.rsplit(':', 1)[0]}@{pushed.digest}", "--no-trust-repo"),
-        *("--issuer", emulator.issuer, "--signer-workflow", SIGNER),
+        *("--issuer", image_emulator.issuer, "--signer-workflow", SIGNER),
         *("--attestation", "https://slsa.dev/provenance/v1"),
     ]
     assert cli_main(verify) == 0
 
 
 def test_entrypoint_without_an_image_fails_with_an_error_annotation_not_a_traceback(
-    built: Built, emulator: GitHubOIDCEmulator, tmp_path: Path
+    built: Built, image_emulator: GitHubOIDCEmulator, tmp_path: Path
 ) -> None:
-    run = run_as_runner(built, tmp_path, emulator, {})
+    run = run_as_runner(built, tmp_path, image_emulator, {})
 
     assert run.code != 0
     errors = [line for line in run.stdout.splitlines() if line.startswith("::error")]

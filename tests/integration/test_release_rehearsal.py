@@ -23,7 +23,14 @@ from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign._version import __version__
 from opk_sign.cli.main import main as cli_main
 from opk_sign.errors import EXIT_POLICY_MISMATCH
-from tests.services.container_build import ROOT, Buildah, base_image, copy_checkout, tidy
+from tests.services.container_build import (
+    ROOT,
+    Buildah,
+    base_image,
+    copy_checkout,
+    exclusive,
+    tidy,
+)
 from tests.services.oidc import generated_op_key
 from tests.services.registries import Registry, distribution
 
@@ -35,14 +42,14 @@ SIGNER = f"{PROJECT}/.github/workflows/sign.yml@{TAG_REF}"
 SLSA = "https://slsa.dev/provenance/v1"
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+@pytest.fixture(scope="session")
+def release_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     with distribution(tmp_path_factory.mktemp("release-registry")) as running:
         yield running
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[GitHubOIDCEmulator]:
+@pytest.fixture(scope="session")
+def release_emulator() -> Iterator[GitHubOIDCEmulator]:
     # The job the reusable signing workflow runs in, called by release.yml on the version tag.
     claims = {
         "repository": PROJECT,
@@ -55,45 +62,48 @@ def emulator() -> Iterator[GitHubOIDCEmulator]:
         yield running
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def rehearsal(
-    tmp_path_factory: pytest.TempPathFactory, registry: Registry, emulator: GitHubOIDCEmulator
+    tmp_path_factory: pytest.TempPathFactory,
+    release_registry: Registry,
+    release_emulator: GitHubOIDCEmulator,
 ) -> Iterator[tuple[Path, str, subprocess.CompletedProcess[str]]]:
     buildah = Buildah()
-    base = base_image(buildah)
-    tidy(buildah, keep=base)
-    base_ref = f"{registry.host}/debian/python3@{buildah.push(base, registry.ref('debian/python3', 'bookworm'))}"
     checkout = copy_checkout(tmp_path_factory.mktemp("release") / "opk-sign")
     venv_bin = Path(sys.executable).parent
     env = {
         **buildah.env(),
-        **emulator.env(),
+        **release_emulator.env(),
         "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHON": sys.executable,
         "OPK_SIGN": str(venv_bin / "opk-sign"),
-        "OPK_SIGN_OIDC_ISSUER": emulator.issuer,
+        "OPK_SIGN_OIDC_ISSUER": release_emulator.issuer,
         "OPK_SIGN_TLOG": "never",
         "GITHUB_REPOSITORY": PROJECT,
         "GITHUB_REF_NAME": f"v{__version__}",
         "RELEASE_BUILDER": "buildah",
-        "RELEASE_REGISTRY": registry.host,
+        "RELEASE_REGISTRY": release_registry.host,
         "RELEASE_INSECURE_REGISTRY": "1",
         "RELEASE_TIMESTAMP_URL": "",
         "RELEASE_VERIFY_ARGS": "--no-trust-repo",
-        "BASE_IMAGE": base_ref,
     }
     env.pop("GITHUB_OUTPUT", None)
     start = time.monotonic()
-    done = subprocess.run(
-        ["bash", str(checkout / "scripts" / "release.sh"), "rehearse"],
-        cwd=checkout,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    with exclusive(buildah):  # buildah's storage is shared with other test processes
+        base = base_image(buildah)
+        tidy(buildah, keep=base)
+        digest = buildah.push(base, release_registry.ref("debian/python3", "bookworm"))
+        env["BASE_IMAGE"] = f"{release_registry.host}/debian/python3@{digest}"
+        done = subprocess.run(
+            ["bash", str(checkout / "scripts" / "release.sh"), "rehearse"],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
     print(f"\nrelease rehearsal: {time.monotonic() - start:.0f} s")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     image = done.stdout.strip().splitlines()[-1]
@@ -101,10 +111,12 @@ def rehearsal(
 
 
 def test_rehearsal_pushes_the_image_by_digest(
-    rehearsal: tuple[Path, str, subprocess.CompletedProcess[str]], registry: Registry
+    rehearsal: tuple[Path, str, subprocess.CompletedProcess[str]], release_registry: Registry
 ) -> None:
     _, image, done = rehearsal
-    assert re.fullmatch(rf"{re.escape(registry.host)}/{PROJECT}@sha256:[0-9a-f]{{64}}", image)
+    assert re.fullmatch(
+        rf"{re.escape(release_registry.host)}/{PROJECT}@sha256:[0-9a-f]{{64}}", image
+    )
     # Each step ran: signed through the action's entry point (its outputs and summary), verified.
     assert "signing" in done.stderr and "verifying" in done.stderr
     assert "verified (exit 0)" in done.stdout + done.stderr
@@ -156,10 +168,11 @@ def test_rehearsal_builds_the_dists(
 
 
 def test_pushed_action_image_verifies_with_the_signing_workflow_identity(
-    rehearsal: tuple[Path, str, subprocess.CompletedProcess[str]], emulator: GitHubOIDCEmulator
+    rehearsal: tuple[Path, str, subprocess.CompletedProcess[str]],
+    release_emulator: GitHubOIDCEmulator,
 ) -> None:
     _, image, _ = rehearsal
-    common = ["--issuer", emulator.issuer, "--no-trust-repo", "--attestation", SLSA]
+    common = ["--issuer", release_emulator.issuer, "--no-trust-repo", "--attestation", SLSA]
     assert cli_main(["verify", image, "--signer-workflow", SIGNER, *common]) == 0
     # Any other signer identity is refused: the caller's own workflow, another tag.
     for other in (

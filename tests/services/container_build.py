@@ -19,6 +19,7 @@ What is slow is cached between runs, outside the checkout (the tool cache):
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -225,17 +226,56 @@ def storage_size(buildah: Buildah) -> int:
     return int(done.stdout.split()[0]) if done.returncode == 0 and done.stdout else 0
 
 
+@contextlib.contextmanager
+def exclusive(buildah: Buildah) -> Iterator[None]:
+    """One build (or tidy) at a time in buildah's storage, across processes (xdist workers)."""
+    buildah.root.mkdir(parents=True, exist_ok=True)
+    with (buildah.root / "build.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def in_use(buildah: Buildah) -> Iterator[None]:
+    """Held while tests use the storage's images and containers: tidy leaves it alone."""
+    buildah.root.mkdir(parents=True, exist_ok=True)
+    with (buildah.root / "users.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        yield
+
+
+_tidied: set[Path] = set()
+
+
 def tidy(buildah: Buildah, keep: str, limit: int = STORAGE_LIMIT) -> None:
     """Keep the build cache between runs, but not without bound: past ``limit`` bytes, every
-    container and every image but ``keep`` (the base) goes, and the next build starts cold."""
-    buildah.run("rm", "--all", check=False)
-    if storage_size(buildah) <= limit:
+    container and every image but ``keep`` (the base) goes, and the next build starts cold.
+    Call it under :func:`exclusive`; once per process, and never while another process holds
+    :func:`in_use`."""
+    if buildah.root in _tidied:
         return
-    keep_id = str(buildah.inspect(keep)["FromImageID"]).removeprefix("sha256:")
-    listed = json.loads(buildah.run("images", "--all", "--json", "--no-trunc").stdout or "[]")
-    for image in listed:
-        if str(image["id"]).removeprefix("sha256:") != keep_id:
-            buildah.run("rmi", "--force", str(image["id"]), check=False)
+    _tidied.add(buildah.root)
+    with (buildah.root / "users.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another test process is using images and containers
+        try:
+            buildah.run("rm", "--all", check=False)  # left by an interrupted run
+            if storage_size(buildah) <= limit:
+                return
+            keep_id = str(buildah.inspect(keep)["FromImageID"]).removeprefix("sha256:")
+            listed = json.loads(
+                buildah.run("images", "--all", "--json", "--no-trunc").stdout or "[]"
+            )
+            for image in listed:
+                if str(image["id"]).removeprefix("sha256:") != keep_id:
+                    buildah.run("rmi", "--force", str(image["id"]), check=False)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def build_action_image(

@@ -42,13 +42,13 @@ from opk_sign.errors import (
 from opk_sign.http import DEFAULT_HTTP, HTTPConfig
 from opk_sign.issuer import default_issuer
 from opk_sign.oci.reference import Reference
-from opk_sign.trust.location import TRUST_DIR_ENV, default_trust_dir
+from opk_sign.trust.location import CONFIG_FILE, ROOT_FILE, TRUST_DIR_ENV, default_trust_dir
 from opk_sign.trust.mapping import Mapping as TrustMapping
 
 if TYPE_CHECKING:
     from opk_sign.oci.client import RegistryClient
     from opk_sign.trust.client import TrustClient
-    from opk_sign.verify.options import OptionsFor
+    from opk_sign.verify.options import OptionsFor, VerifyOptions
 
 #: The trust state the verifier keeps next to its cache: when the trust data was last refreshed
 #: online, and the mapping then (to tell mapped names once the TUF metadata has expired).
@@ -57,6 +57,8 @@ STATE_FILE: Final = "trust-state.json"
 #: deciding a hundred keys asks the repository once, not a hundred times).
 RETRY_TRUST_AFTER: Final = 10.0
 MAX_STATE_BYTES: Final = 4 << 20
+#: The installed trust configuration and root are small; more is not what trust init wrote.
+MAX_ANCHOR_BYTES: Final = 1 << 20
 
 
 def _stderr(message: str) -> None:
@@ -187,6 +189,22 @@ class Engine:
         with contextlib.suppress(OSError):
             write_atomic(path, json.dumps(state).encode(), 0o600)
 
+    def _anchor(self) -> str | None:
+        """SHA-256 of the installed trust configuration and root (``opk-sign trust init``):
+        the trust state holds the one it was written under, so that re-initialising the node
+        with another repository voids the fast path at once. None when none is installed."""
+        digest = hashlib.sha256()
+        for name in (CONFIG_FILE, ROOT_FILE):
+            try:
+                with (self.trust_dir / name).open("rb") as handle:
+                    data = handle.read(MAX_ANCHOR_BYTES + 1)
+            except OSError:
+                return None
+            if len(data) > MAX_ANCHOR_BYTES:
+                return None
+            digest.update(hashlib.sha256(data).hexdigest().encode() + b"\n")
+        return digest.hexdigest()
+
     def _stored_mapping(self, state: dict[str, Any] | None = None) -> TrustMapping | None:
         document = (self._read_state() if state is None else state).get("mapping")
         if not isinstance(document, dict):
@@ -244,13 +262,21 @@ class Engine:
                         f"({one_line(err.message, 300)}); the cached trust data decides"
                     )
                 continue
-            known = state.get("trustVersion") == trust.version and state.get("mapping")
+            # The rules' fingerprints stay only for exactly this trust data: the version names
+            # the repository's content (_trust_from), and the mapping must be the one stored.
+            anchor = self._anchor()
+            known = (
+                state.get("trustVersion") == trust.version
+                and state.get("mapping") == trust.mapping.to_dict()
+                and state.get("anchor") == anchor
+            )
             if not offline or not known:
                 self._write_state(
                     {
                         "refreshedAt": now if not offline else state.get("refreshedAt", 0),
                         "mapping": trust.mapping.to_dict(),
                         "trustVersion": trust.version,
+                        "anchor": anchor,
                         "expires": trust.expires,
                         # Each rule's policy fingerprint, once a pull has computed it: a later
                         # pull of a cached digest then needs no TUF at all (the fast path).
@@ -272,7 +298,12 @@ class Engine:
         client.refresh()
         status = client.status()
         versions = {role.name: role.version for role in status.roles}
-        version = f"root {versions.get('root')}, targets {versions.get('targets')}"
+        # The numbers alone do not identify the trust data (any two fresh repositories are
+        # "root 1, targets 1"): the content's hash does, in every cache key and trust state.
+        version = (
+            f"root {versions.get('root')}, targets {versions.get('targets')}, "
+            f"sha256 {client.content_id()}"
+        )
         expires = min(role.expires.timestamp() for role in status.roles)
         options = build_verify_options(
             issuer=self.settings.issuer,
@@ -326,7 +357,7 @@ class Engine:
             f"a signature satisfying {options.policy.describe()} (trust repository policy "
             f"{rule.policy}, mapping rule {rule.pattern})"
         )
-        fingerprint = self._fingerprint(trust, rule.policy, options.signed_repositories)
+        fingerprint = self._fingerprint(trust, rule.policy, options)
         self._remember_rule(trust.version, rule.pattern, fingerprint, required)
         if digest is None:
             digest = self.client.resolve(reference).digest  # a tag: one HEAD, then the cache
@@ -389,8 +420,11 @@ class Engine:
         state = self._read_state()
         refreshed, expires = state.get("refreshedAt"), state.get("expires")
         version, rules = state.get("trustVersion"), state.get("rules")
+        anchor = state.get("anchor")
         if not (
-            isinstance(refreshed, int | float)
+            isinstance(anchor, str)
+            and anchor == self._anchor()  # the trust installed now is the one the state is of
+            and isinstance(refreshed, int | float)
             and isinstance(expires, int | float)
             and isinstance(version, str)
             and isinstance(rules, dict)
@@ -441,15 +475,16 @@ class Engine:
         rules[pattern] = entry
         self._write_state({**state, "rules": rules})
 
-    def _fingerprint(
-        self, trust: _Trust, policy_target: str, signed_repositories: tuple[str, ...]
-    ) -> str:
+    def _fingerprint(self, trust: _Trust, policy_target: str, options: VerifyOptions) -> str:
         document = trust.client.target(policy_target) or b""
         parts = [
             policy_target,
             hashlib.sha256(document).hexdigest(),
             self.settings.issuer or default_issuer(),
-            ",".join(signed_repositories),
+            ",".join(options.signed_repositories),
+            # What the rule adds to the policy document (transparency: required ...).
+            f"require-tlog {options.require_tlog}",
+            f"source {options.source!r}",
         ]
         return "\n".join(parts)
 

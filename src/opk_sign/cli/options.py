@@ -16,7 +16,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opk_sign.errors import UsageError
 from opk_sign.http import DEFAULT_HTTP
@@ -213,22 +213,30 @@ def verify_options(args: argparse.Namespace) -> VerifyOptions | OptionsFor:
     policy = policy_from(policy_fields(args), args.policy, issuer=args.issuer)
     return build_verify_options(
         policy=policy,
-        issuer=args.issuer,
         jwks_file=args.jwks,
         jwks_archive_file=args.jwks_archive,
         tsa_certs_file=args.tsa_certs,
         tlog_keys_file=args.tlog_keys,
-        require_tlog=args.require_tlog,
         trust_repository=args.trust_repo,
         offline=args.offline,
-        expiry=args.expiry_policy,
-        attestations=args.attestation,
-        platform=args.platform,
-        signed_in=args.signed_repository,
-        http=http_config(args),
-        source_repository=getattr(args, "source_repository", None),
-        source_commit=getattr(args, "source_commit", None),
+        **requirement_options(args),
     )
+
+
+def requirement_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What every verification path (the registry's, ``--from-dir``'s) hands on unchanged from
+    the flags: the requirements on the image. One place, so that no path drops one."""
+    return {
+        "issuer": args.issuer,
+        "require_tlog": args.require_tlog,
+        "expiry": args.expiry_policy,
+        "attestations": args.attestation,
+        "platform": args.platform,
+        "signed_in": args.signed_repository,
+        "http": http_config(args),
+        "source_repository": getattr(args, "source_repository", None),
+        "source_commit": getattr(args, "source_commit", None),
+    }
 
 
 # --- registry credentials ---------------------------------------------------------------------

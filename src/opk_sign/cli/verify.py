@@ -158,7 +158,12 @@ def run(args: argparse.Namespace) -> int:
     from opk_sign import deadline
     from opk_sign.cli.options import registry_client
     from opk_sign.http import DEFAULT_HTTP
-    from opk_sign.verify.image import DEFAULT_JOBS, verify_bundle_offline, verify_images
+    from opk_sign.verify.image import (
+        DEFAULT_JOBS,
+        refuse_unbundled_requirements,
+        verify_bundle_offline,
+        verify_images,
+    )
     from opk_sign.verify.options import options_for
 
     if args.jobs is not None and args.jobs < 1:
@@ -176,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("--bundle verifies one image: give exactly one NAME@sha256:...")
         bundles = [load_bundle(path) for path in args.bundle]
         chosen = options_for(options, images[0])
+        refuse_unbundled_requirements(chosen)  # usage error (2): never a silent pass
         results: Iterable[ImageResult] = [verify_bundle_offline(bundles, images[0], chosen)]
         return report(args, results, 1, options)
     jobs = args.jobs or DEFAULT_JOBS
@@ -205,7 +211,7 @@ def _verify_kit(
     """One image from an offline kit, nothing fetched. The trust material is the kit's, unless
     any comes from outside (--jwks, --jwks-archive, --tsa-certs, an installed trust repository,
     used from its cache): then only that, none of the kit's."""
-    from opk_sign.cli.options import http_config, policy_fields
+    from opk_sign.cli.options import policy_fields, requirement_options
     from opk_sign.errors import FormatError
     from opk_sign.oci.reference import Reference
     from opk_sign.pktoken.verify import StaticJWKS
@@ -279,21 +285,16 @@ def _verify_kit(
             archive, tsa = kit.trust_file(JWKS_ARCHIVE_FILE), kit.trust_file(TSA_CERTS_FILE)
         options = build_verify_options(
             policy=policy,
-            issuer=args.issuer,
             keys=keys,
             jwks_archive_file=archive,
             tsa_certs_file=tsa,
             # --tlog-keys, else the kit's (its log keys are as trusted as its JWKS: the kit's
             # only when no trust material comes from outside).
             tlog_keys_file=args.tlog_keys or (None if external else kit.trust_file(TLOG_KEYS_FILE)),
-            require_tlog=args.require_tlog,
             trust_repository=use_trust,
             offline=True,
-            expiry=args.expiry_policy,
-            attestations=args.attestation,
-            platform=args.platform,
-            signed_in=args.signed_repository,
-            http=http_config(args),
+            # The same requirements as from a registry (--source-*, --attestation ...).
+            **requirement_options(args),
         )
         return verify_image(kit, image, options), options
 

@@ -14,13 +14,15 @@ its debug log. The decision's one line goes to both. The exit code of a refusal 
 containerd passes no other flags: the settings come from the file ``-config FILE`` names (the
 executable ``opk-sign install containerd-verifier`` writes passes it), else from
 ``opk-sign-containerd-verifier.toml`` next to this program; ``$OPK_SIGN_TRUST_DIR`` overrides the
-trust directory there. No argparse (start-up is part of containerd's 10 s).
+trust directory there. The settings decide what is allowed, so a file (or its directory) another
+user could write is refused, and so is a ``-config FILE`` that does not exist: only the file next
+to the program may be missing (defaults). No argparse (start-up is part of containerd's 10 s).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -30,11 +32,13 @@ from typing import Final
 from opk_sign import deadline
 from opk_sign.admission.decision import Decision, one_line
 from opk_sign.admission.settings import SETTINGS_FILE, Settings, parse_settings
-from opk_sign.errors import EXIT_FAILURE, EXIT_USAGE, OpkSignError, UsageError
+from opk_sign.errors import EXIT_FAILURE, EXIT_USAGE, FormatError, OpkSignError, UsageError
 
 DESCRIPTOR_MEDIA_TYPE: Final = "application/vnd.oci.descriptor.v1+json"
 #: A descriptor is a few hundred bytes; annotations can add some. More is not a descriptor.
 MAX_DESCRIPTOR_BYTES: Final = 64 * 1024
+#: A descriptor nests two levels (annotations, platform); this leaves room and no more.
+MAX_DESCRIPTOR_DEPTH: Final = 16
 PROGRAM: Final = "opk-sign-containerd-verifier"
 
 USAGE = (
@@ -83,10 +87,20 @@ def read_descriptor(stream: object, digest: str) -> dict[str, object] | None:
         return None
     if len(data) > MAX_DESCRIPTOR_BYTES:
         raise UsageError(f"the descriptor on stdin is larger than {MAX_DESCRIPTOR_BYTES} bytes")
+    from opk_sign.jose import parse_json  # size, depth and strictness bounded: no traceback
+
     try:
-        descriptor = json.loads(data)
-    except ValueError:
-        raise UsageError("the descriptor on stdin is not JSON") from None
+        descriptor = parse_json(
+            data,
+            "the descriptor on stdin",
+            max_bytes=MAX_DESCRIPTOR_BYTES,
+            depth=MAX_DESCRIPTOR_DEPTH,
+        )
+    except FormatError as err:
+        detail = err.message.removeprefix("the descriptor on stdin: ")
+        raise UsageError(
+            f"the descriptor on stdin is not JSON as a descriptor is: {detail}"
+        ) from None
     if not isinstance(descriptor, dict):
         raise UsageError("the descriptor on stdin is not a JSON object")
     if descriptor.get("digest") != digest:
@@ -102,11 +116,44 @@ def settings_path(given: str | None, program: str) -> Path:
     return Path(os.path.realpath(program)).parent / SETTINGS_FILE
 
 
-def load_settings(path: Path) -> Settings:
+def check_settings_path(path: Path) -> None:
+    """Refuse (UsageError) settings another user could have written: the file, or its directory
+    (where another could replace it), owned by someone other than this user or root, or
+    writable by group or others (a sticky directory's other users cannot replace the file)."""
+    trusted = {os.geteuid(), 0}
+    for item, is_dir in ((path, False), (path.parent, True)):
+        try:
+            info = item.stat()
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            raise UsageError(f"cannot check the settings {item}: {err.strerror or err}") from None
+        mode = stat.S_IMODE(info.st_mode)
+        writable = mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if is_dir and mode & stat.S_ISVTX:
+            writable = 0
+        if info.st_uid not in trusted or writable:
+            what = "directory of the settings" if is_dir else "settings file"
+            raise UsageError(
+                f"the {what} {item} is owned by uid {info.st_uid} with mode {mode:03o}: another "
+                "user could change what this verifier allows; refusing to use it",
+                hint=f"chown {os.geteuid()} {item} && chmod go-w {item}",
+            )
+
+
+def load_settings(path: Path, *, explicit: bool = False) -> Settings:
+    """The settings in ``path``; defaults when it is missing, unless it was named explicitly
+    (``-config FILE``): a named file that is not there is a refusal (fail closed)."""
+    check_settings_path(path)
     try:
         with path.open("rb") as handle:
             data = handle.read(64 * 1024 + 1)
     except FileNotFoundError:
+        if explicit:
+            raise UsageError(
+                f"the settings file {path} (-config) does not exist",
+                hint="run `opk-sign install containerd-verifier` again, or name an existing file",
+            ) from None
         return Settings(source=f"{path} (missing: defaults)")
     except OSError as err:
         raise UsageError(f"cannot read the settings {path}: {err.strerror}") from None
@@ -129,11 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         values = parse_args(args)
         path = settings_path(values.get("config"), sys.argv[0])
-        settings = load_settings(path)
+        settings = load_settings(path, explicit=bool(values.get("config")))
         read_descriptor(sys.stdin, values["digest"])
     except OpkSignError as err:
         _say(f"{PROGRAM}: refused: {one_line(err.diagnostics())}")
         return EXIT_USAGE
+    except Exception as err:  # never a traceback into containerd's error: refuse, saying why
+        _say(f"{PROGRAM}: refused: internal error {type(err).__name__}: {one_line(str(err), 300)}")
+        return EXIT_FAILURE
     # Everything, trust refresh included, within the settings' timeout (below containerd's).
     budget = max(0.5, settings.timeout - (time.monotonic() - started))
     try:

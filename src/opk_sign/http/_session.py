@@ -248,10 +248,10 @@ class _Session(requests.Session):
     Preparing a request is most of requests' own cost per exchange (merging settings, parsing
     and requoting the URL, typing-protocol checks on the body): for the requests a registry
     client makes by the thousand (a plain URL, string parameters, no body or a bytes body, no
-    cookies in the session) the request is prepared here to the same bytes, and sent through
-    the same ``send`` (redirects, hooks, adapters, retries). Everything else goes through
-    ``requests.Session.request`` unchanged (``tests/unit/http`` holds the two to the same
-    result).
+    cookies, proxies, hooks or auth in the session) the request is prepared here to the same
+    bytes, and sent through the same ``send`` (redirects, hooks, adapters, retries). Everything
+    else goes through ``requests.Session.request`` unchanged (``tests/unit/http`` holds the two
+    to the same result).
     """
 
     def __init__(self, config: HTTPConfig) -> None:
@@ -272,7 +272,8 @@ class _Session(requests.Session):
         **kwargs: Any,
     ) -> requests.Response:
         prepared = None
-        if not kwargs and not self.cookies and not self.proxies and self.auth is None:
+        plain_session = not (self.cookies or self.proxies or any(self.hooks.values()))
+        if not kwargs and plain_session and self.auth is None:
             prepared = prepare_plain(
                 self.headers, method, url, params=params, data=data, headers=headers
             )

@@ -66,7 +66,12 @@ _COMMIT: Final = re.compile(r"[0-9a-f]{40}")
 _FETCH: Final = re.compile(r"refs/(?:heads|tags)/[A-Za-z0-9._/-]{1,200}")
 _REPO: Final = re.compile(r"(?:https?|git)://[A-Za-z0-9.-]+(?::\d+)?/[A-Za-z0-9._~/-]{1,300}")
 _PATH: Final = re.compile(r"[A-Za-z0-9._+@-]+(?:/[A-Za-z0-9._+@-]+)*")
-_MAINTAINER: Final = re.compile(r"[^<>(),]+?(?: <[^<>\s]+@[^<>\s]+>)? \(@[A-Za-z0-9-]{1,39}\)")
+#: A maintainer is 'Name <email> (@github)' or 'Name (@github)', checked by splitting on its
+#: delimiters (:func:`_is_maintainer`): no pattern that could backtrack runs on the whole text.
+MAX_MAINTAINER_CHARS: Final = 256
+_MAINTAINER_NAME: Final = re.compile(r"[^<>(),]+")
+_EMAIL_CHARS: Final = re.compile(r"[^<>\s]+")
+_GITHUB_HANDLE: Final = re.compile(r"[A-Za-z0-9-]{1,39}")
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,13 @@ class _Stanza:
         self.line = line
         self.fields: dict[str, str] = {}
         self.lines: dict[str, int] = {}
+        #: Continuation lines, joined once at the end (repeated += would be quadratic).
+        self.more: dict[str, list[str]] = {}
+
+    def finish(self) -> None:
+        for name, parts in self.more.items():
+            self.fields[name] = " ".join([self.fields[name], *parts])
+        self.more.clear()
 
 
 def _fail(source: str, line: int, message: str, hint: str | None = None) -> UsageError:
@@ -160,7 +172,7 @@ def _stanzas(text: str, source: str) -> list[_Stanza]:
         if line[0] in " \t":
             if current is None or last is None:
                 raise _fail(source, number, "a continuation line with no field before it")
-            current.fields[last] += " " + line.strip()
+            current.more.setdefault(last, []).append(line.strip())
             continue
         found = _FIELD.fullmatch(line)
         if found is None:
@@ -185,6 +197,8 @@ def _stanzas(text: str, source: str) -> list[_Stanza]:
         current.fields[name] = value
         current.lines[name] = number
         last = name
+    for stanza in stanzas:
+        stanza.finish()
     return stanzas
 
 
@@ -222,6 +236,8 @@ def parse_library(data: bytes | str, source: str = "library file") -> LibraryFil
             line = data[: err.start].count(b"\n") + 1
             raise _fail(source, line, "not UTF-8") from None
     else:
+        if len(data) > MAX_BYTES:  # characters: each is at least a byte
+            raise UsageError(f"{source} is larger than {MAX_BYTES} bytes")
         text = data
     stanzas = _stanzas(text, source)
     if not stanzas:
@@ -232,11 +248,12 @@ def parse_library(data: bytes | str, source: str = "library file") -> LibraryFil
         raise _fail(source, head.line, "the global entry (the first) needs 'Maintainers'")
     maintainers = _list(head.fields["Maintainers"])
     for maintainer in maintainers:
-        if not _MAINTAINER.fullmatch(maintainer):
+        if not _is_maintainer(maintainer):
             raise _fail(
                 source,
                 head.lines["Maintainers"],
-                f"maintainer {maintainer!r} is not 'Name <email> (@github)' or 'Name (@github)'",
+                f"maintainer {_clip(maintainer)!r} is not 'Name <email> (@github)' or "
+                f"'Name (@github)' (at most {MAX_MAINTAINER_CHARS} characters)",
             )
     if not maintainers:
         raise _fail(source, head.lines["Maintainers"], "'Maintainers' is empty")
@@ -245,6 +262,25 @@ def parse_library(data: bytes | str, source: str = "library file") -> LibraryFil
     entries = [_entry(stanza, head, source) for stanza in rest]
     _check_tags(entries, source)
     return LibraryFile(tuple(maintainers), tuple(entries))
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_maintainer(text: str) -> bool:
+    """'Name <email> (@github)' or 'Name (@github)': the name without ``<>(),``, the email
+    ``local@domain`` without ``<>`` or spaces. Linear in the text, and the text is short."""
+    if len(text) > MAX_MAINTAINER_CHARS:
+        return False
+    head, sep, handle = text.rpartition(" (@")
+    if not sep or not handle.endswith(")") or not _GITHUB_HANDLE.fullmatch(handle[:-1]):
+        return False
+    if head.endswith(">"):
+        head, sep, email = head[:-1].rpartition(" <")
+        if not sep or not _EMAIL_CHARS.fullmatch(email) or "@" not in email[1:-1]:
+            return False
+    return _MAINTAINER_NAME.fullmatch(head) is not None
 
 
 def _value(stanza: _Stanza, head: _Stanza, name: str) -> tuple[str | None, int]:

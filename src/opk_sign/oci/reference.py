@@ -10,6 +10,11 @@ Grammar (distribution's ``reference`` package)::
 Normalisation: a first path element without ``.`` or ``:`` that is not ``localhost`` (and is
 lowercase) is not a registry, so ``alpine`` is ``docker.io/library/alpine:latest`` and
 ``user/app`` is ``docker.io/user/app:latest``; ``index.docker.io`` is ``docker.io``.
+
+:func:`canonical_name` goes further, for deciding which policy applies (never for where to pull
+from): every spelling of one repository that a puller fetches from the same server is one name
+(``ghcr.io:443/o/app`` is ``ghcr.io/o/app``; ``registry-1.docker.io/alpine`` is
+``docker.io/library/alpine``).
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ from opk_sign.urls import InsecureRegistries, is_loopback_host
 DOCKER_HUB = "docker.io"
 #: Where docker.io's registry API actually lives.
 DOCKER_HUB_API = "registry-1.docker.io"
+#: Host names that serve Docker Hub's repositories (``docker.io`` itself included).
+DOCKER_HUB_ALIASES = frozenset(
+    {DOCKER_HUB, "index.docker.io", DOCKER_HUB_API, "registry.hub.docker.com"}
+)
 DEFAULT_TAG = "latest"
 MAX_NAME_LENGTH = 255
 
@@ -189,6 +198,27 @@ def _split_registry(text: str, name: str) -> tuple[str, str]:
             f"invalid image reference {text!r}: name longer than {MAX_NAME_LENGTH} characters"
         )
     return registry, path
+
+
+def canonical_registry(registry: str) -> str:
+    """The one spelling of a registry host: lower-case, without its scheme's default port
+    (``:443`` for HTTPS; ``:80`` for a loopback registry, which is plain HTTP), and Docker Hub's
+    host aliases as ``docker.io``."""
+    host = registry.lower()
+    default_port = ":80" if is_loopback_host(host) else ":443"
+    host = host.removesuffix(default_port)
+    return DOCKER_HUB if host in DOCKER_HUB_ALIASES else host
+
+
+def canonical_name(reference: Reference) -> str:
+    """``registry/repository`` as policy sees it: the registry canonical
+    (:func:`canonical_registry`), and a single-name Docker Hub repository under ``library/``
+    (``registry-1.docker.io/alpine`` is ``docker.io/library/alpine``)."""
+    registry = canonical_registry(reference.registry)
+    repository = reference.repository
+    if registry == DOCKER_HUB and "/" not in repository:
+        repository = f"library/{repository}"
+    return f"{registry}/{repository}"
 
 
 def image_key(image: str) -> str:

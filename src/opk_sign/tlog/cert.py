@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from opk_sign.errors import FormatError, TransparencyError
+from opk_sign.jose import parse_json
 from opk_sign.pktoken import PKToken
 
 FULCIO_OID: Final = "1.3.6.1.4.1.57264.1"
@@ -55,6 +56,8 @@ _GITHUB_EXTENSIONS: Final = {
 #: The subject name attribute holding ``{"kind": …, "subject": …}`` (JSON): X.520 description.
 DESCRIPTION_OID: Final = x509.ObjectIdentifier("2.5.4.13")
 MAX_CERTIFICATE_BYTES: Final = 32 * 1024
+#: The description is ``{"kind": …, "subject": …}``: a repository, a digest, a predicate type.
+MAX_DESCRIPTION_BYTES: Final = 4096
 _DIGITAL_SIGNATURE: Final = x509.KeyUsage(
     digital_signature=True,
     content_commitment=False,
@@ -195,9 +198,11 @@ class SignedSubject:
 
     @classmethod
     def from_json(cls, text: str) -> SignedSubject | None:
+        """The subject a description names; None when it names none (anyone can log any
+        certificate: a description nested thousands deep or megabytes long is just not one)."""
         try:
-            data = json.loads(text)
-        except ValueError:
+            data = parse_json(text, "certificate description", max_bytes=MAX_DESCRIPTION_BYTES)
+        except FormatError:
             return None
         if not isinstance(data, dict):
             return None
@@ -235,8 +240,15 @@ def parse_certificate(der: bytes) -> TokenCertificate:
         raise TransparencyError("certificate key is not ECDSA P-256")
     try:
         certificate.verify_directly_issued_by(certificate)
-    except (InvalidSignature, ValueError, TypeError):
+    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         raise TransparencyError("certificate is not self-signed by its key") from None
+    try:
+        # Parsed lazily by cryptography: a subject or an extension it cannot decode (invalid
+        # UTF-8 in a UTF8String, say) raises here, not at load time.
+        described = certificate.subject.get_attributes_for_oid(DESCRIPTION_OID)
+        extensions = list(certificate.extensions)
+    except ValueError:
+        raise TransparencyError("certificate: its subject or extensions do not parse") from None
     try:
         pk_token = PKToken.from_json(ski.digest)
         committed = pk_token.cic_claims().public_key
@@ -245,10 +257,9 @@ def parse_certificate(der: bytes) -> TokenCertificate:
     if committed != public:
         raise TransparencyError("certificate's key is not the one its PK token commits to")
     fulcio: dict[int, str] = {}
-    described = certificate.subject.get_attributes_for_oid(DESCRIPTION_OID)
     text = described[0].value if len(described) == 1 else None
     subject = SignedSubject.from_json(text) if isinstance(text, str) else None
-    for extension in certificate.extensions:
+    for extension in extensions:
         dotted = extension.oid.dotted_string
         if dotted.startswith(FULCIO_OID + ".") and isinstance(
             extension.value, x509.UnrecognizedExtension

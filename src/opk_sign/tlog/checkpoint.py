@@ -78,6 +78,7 @@ class TlogTrust:
             raise UsageError("transparency keys: a cosignature (0x04) key cannot be a log key")
         if any(not k.is_cosigner for k in self.witnesses):
             raise UsageError("transparency keys: a witness key must be a 0x04 cosigner key")
+        _one_name_per_witness(self.witnesses)
         if not 0 <= self.quorum <= len(self.witnesses):
             raise UsageError(
                 f"transparency keys: a quorum of {self.quorum} out of "
@@ -85,9 +86,29 @@ class TlogTrust:
             )
 
     def merged(self, other: TlogTrust) -> TlogTrust:
+        """Both sources' keys (a ``--tlog-keys`` file and the trust repository's): the log keys
+        of both; the witness policy of the one that requires cosignatures. Two sources each
+        requiring a quorum must name the same witnesses (the larger quorum then holds): a union
+        would let one source's witnesses meet the other's quorum, so it is refused."""
         logs = tuple(dict.fromkeys((*self.logs, *other.logs)))
-        witnesses = tuple(dict.fromkeys((*self.witnesses, *other.witnesses)))
-        return TlogTrust(logs, witnesses, max(self.quorum, other.quorum))
+        _one_name_per_witness(tuple(dict.fromkeys((*self.witnesses, *other.witnesses))))
+        if not other.quorum:
+            witnesses, quorum = self.witnesses, self.quorum
+            if not self.quorum:
+                witnesses = tuple(dict.fromkeys((*self.witnesses, *other.witnesses)))
+        elif not self.quorum:
+            witnesses, quorum = other.witnesses, other.quorum
+        elif set(self.witnesses) == set(other.witnesses):
+            witnesses, quorum = self.witnesses, max(self.quorum, other.quorum)
+        else:
+            raise UsageError(
+                "transparency keys: two sources (--tlog-keys and the trust repository's "
+                "tlog/keys.txt) each require witness cosignatures, from different witnesses: "
+                "neither quorum may be met by the other's witnesses",
+                hint="list the same witnesses in both, or use one source only "
+                "(--no-trust-repo, or no --tlog-keys)",
+            )
+        return TlogTrust(logs, witnesses, quorum)
 
     @classmethod
     def parse(cls, data: bytes, source: str) -> TlogTrust:
@@ -134,6 +155,26 @@ class TlogTrust:
         return "\n".join(lines) + "\n"
 
 
+def _one_name_per_witness(witnesses: Sequence[VerifierKey]) -> None:
+    """A quorum counts witnesses: one key under two names (its cosignature, which does not
+    contain the name, re-labelled) or one name with two keys must not count twice."""
+    names: dict[bytes, str] = {}
+    keys: dict[str, bytes] = {}
+    for key in witnesses:
+        if names.setdefault(key.key, key.name) != key.name:
+            raise UsageError(
+                f"transparency keys: one witness key is listed under two names "
+                f"({names[key.key]!r} and {key.name!r}); a quorum counts it once",
+                hint="list each witness once, under one name",
+            )
+        if keys.setdefault(key.name, key.key) != key.key or witnesses.count(key) > 1:
+            raise UsageError(
+                f"transparency keys: the witness {key.name!r} is listed twice (or with two "
+                "keys); a quorum counts it once",
+                hint="list each witness once, with one key",
+            )
+
+
 @dataclass(frozen=True)
 class VerifiedCheckpoint:
     checkpoint: Checkpoint
@@ -162,7 +203,7 @@ def verify_checkpoint(envelope: bytes | str, trust: TlogTrust) -> VerifiedCheckp
         )
     for key in signed:
         note.signed_by(key)  # raises on an invalid signature by a known key
-    cosigners = note.cosigners(trust.witnesses)
+    cosigners = note.cosigners(trust.witnesses)  # one per witness key: the quorum counts keys
     if len(cosigners) < trust.quorum:
         have = ", ".join(sorted(cosigners)) or "none"
         raise TransparencyError(

@@ -13,9 +13,11 @@
    here), the entry's signature by that key. What fails is reported as junk (anyone can log any
    certificate), never as a signature;
 4. each signature is one JSON line: log index, image, kind, repository, workflow, ref, sha, time;
-   ``expected`` says whether its workflow is in the allow list.
+   ``expected`` says whether its workflow is in the allow list. An entry that breaks a parser
+   (anyone can log one) is a junk line too, and the run goes on.
 
-The state is saved only after a complete, consistent read.
+The lines are emitted only once every entry read adds up to the signed checkpoint (nothing
+unverified is reported), and the state is saved after that.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from opk_sign.errors import FormatError, TransparencyError, UsageError, VerificationError
+from opk_sign.errors import (
+    FormatError,
+    OpkSignError,
+    TransparencyError,
+    UsageError,
+    VerificationError,
+)
 from opk_sign.jose import JSONObject, parse_json_object
 from opk_sign.pktoken import ExpiryPolicy, OPKeySource, verify_pktoken
 from opk_sign.tlog.cert import parse_certificate
@@ -225,15 +233,16 @@ def run_monitor(
         )
     report = MonitorReport(checkpoint.origin, tree.size, checkpoint.size)
     allowed_set = frozenset(allowed)
+    findings: list[JSONObject] = []
     for index, body in reader.entries(tree.size, checkpoint.size):
         tree = tree.append(leaf_hash(body))
-        line = examine(
+        line = _examine_one(
             index, body, identity=identity, keys=keys, issuers=issuers, allowed=allowed_set
         )
         if line is None:
             continue
         (report.junk if line.get("junk") else report.signatures).append(line)
-        emit(line)
+        findings.append(line)
     if tree.root() != checkpoint.root_hash:
         raise TransparencyError(
             f"the entries of {checkpoint.origin!r} do not add up to its signed checkpoint "
@@ -241,5 +250,34 @@ def run_monitor(
             "another view",
             hint="keep the state file and the output: this is evidence against the log",
         )
+    # Only now, the entries proven to be the signed checkpoint's: nothing unverified is reported.
+    # Emitted before the state is saved, so that a run cut off in between reports them again
+    # rather than never.
+    for line in findings:
+        emit(line)
     MonitorState(checkpoint.origin, tree).save(state_file)
     return report
+
+
+def _examine_one(
+    index: int,
+    body: bytes,
+    *,
+    identity: Identity,
+    keys: OPKeySource,
+    issuers: Collection[str],
+    allowed: Collection[str],
+) -> JSONObject | None:
+    """:func:`examine`, where an entry that breaks the parsers (anyone can log one) is a junk
+    line, and the run goes on: one hostile entry must not blind every monitor of the log. The
+    monitor's own failures (the issuer's keys unreachable, a deadline) still stop the run, with
+    the state unsaved, so that no entry is skipped."""
+    try:
+        return examine(index, body, identity=identity, keys=keys, issuers=issuers, allowed=allowed)
+    except (FormatError, VerificationError) as err:
+        reason = err.message
+    except OpkSignError:
+        raise
+    except Exception as err:  # a malformed entry, whatever the parser it broke
+        reason = f"the entry does not parse ({type(err).__name__})"
+    return {"logIndex": index, "repository": None, "junk": True, "reason": f"malformed: {reason}"}

@@ -207,12 +207,18 @@ class Note:
 
     def cosigners(self, keys: Iterable[VerifierKey]) -> dict[str, int]:
         """The cosigners among ``keys`` whose valid cosignature the note carries (name: time).
-        A cosignature that does not verify fails the whole note, as the spec recommends."""
+        A cosignature that does not verify fails the whole note, as the spec recommends.
+
+        One entry per public key and per name: the cosignature/v1 message does not contain the
+        name, so one witness's cosignature re-labelled under a second name of the same key
+        would otherwise count as two witnesses."""
         out: dict[str, int] = {}
+        seen: set[bytes] = set()
         for key in keys:
-            if not any(key.matches(s) for s in self.signatures):
+            if key.key in seen or not any(key.matches(s) for s in self.signatures):
                 continue
             when = self.signed_by(key)
+            seen.add(key.key)
             out[key.name] = when if when is not None else 0
         return out
 

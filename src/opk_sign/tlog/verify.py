@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from opk_sign.bundle import Bundle
-from opk_sign.errors import FormatError, TransparencyError, UsageError
+from opk_sign.errors import FormatError, OpkSignError, TransparencyError, UsageError
 from opk_sign.tlog.cert import parse_certificate
 from opk_sign.tlog.checkpoint import TlogTrust, verify_checkpoint
 from opk_sign.tlog.entry import LogEntry
@@ -52,7 +52,14 @@ def verify_entry(
         logged = LoggedEntry.parse(entry.body)
     except FormatError as err:
         raise TransparencyError(f"transparency log entry: {err.message}") from None
-    certified = parse_certificate(logged.certificate)
+    try:
+        certified = parse_certificate(logged.certificate)
+    except OpkSignError:
+        raise
+    except Exception as err:  # a hostile certificate is a refusal (12), never a traceback
+        raise TransparencyError(
+            f"the logged certificate does not parse ({type(err).__name__})"
+        ) from None
     if certified.pk_token.to_json() != bundle.pk_token.to_json():
         raise TransparencyError("the logged certificate carries another PK token than the bundle's")
     if digest is not None and certified.subject is not None and certified.subject.digest != digest:

@@ -58,14 +58,13 @@ from opk_sign.errors import FormatError, TrustError, UsageError
 from opk_sign.http import DEFAULT_HTTP, new_session
 from opk_sign.jose import parse_json
 from opk_sign.trust.jwks_archive import JWKSArchive
-from opk_sign.trust.location import CONFIG_FILE, TRUST_DIR_ENV, default_trust_dir
+from opk_sign.trust.location import CONFIG_FILE, ROOT_FILE, TRUST_DIR_ENV, default_trust_dir
 from opk_sign.trust.mapping import MAPPING_TARGET, Mapping
 from opk_sign.urls import require_secure_url
 
 if TYPE_CHECKING:
     from opk_sign.policy import AllOf
 
-ROOT_FILE: Final = "root.json"
 #: Optional target: PEM certificate chains of the timestamp authorities verifiers trust.
 TSA_CERTS_TARGET: Final = "tsa/certs.pem"
 #: Optional target: trusted transparency log and witness keys (docs/transparency.md).
@@ -588,6 +587,19 @@ class TrustClient:
             tuple(sorted(self._top_level_targets())),
             self.mapping(),
         )
+
+    def content_id(self) -> str:
+        """What identifies the trust data decided with: SHA-256 over the repository's metadata
+        URL and the trusted root.json and targets.json (after :meth:`refresh`). Two repositories
+        with the same version numbers (any two fresh ones) differ here; so does one whose
+        targets were re-signed with other content at the same version."""
+        self.refresh()
+        digest = hashlib.sha256(self.config.metadata_url.encode() + b"\n")
+        for role in (Root.type, Targets.type):
+            with self._tuf(f"reading the cached {role}.json"):
+                data = (self._metadata_dir / f"{role}.json").read_bytes()
+            digest.update(hashlib.sha256(data).hexdigest().encode() + b"\n")
+        return digest.hexdigest()
 
     # --- internals
 

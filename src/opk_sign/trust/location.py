@@ -14,6 +14,8 @@ from typing import Final
 TRUST_DIR_ENV: Final = "OPK_SIGN_TRUST_DIR"
 #: The installed configuration in the trust directory; there when a repository is installed.
 CONFIG_FILE: Final = "config.json"
+#: The trusted root installed with it.
+ROOT_FILE: Final = "root.json"
 
 
 def default_trust_dir() -> Path:

@@ -35,7 +35,7 @@ from typing import Any, Final
 from opk_sign._version import __version__
 from opk_sign.errors import FormatError, TrustError, UsageError
 from opk_sign.jose import JSONObject, parse_json_object
-from opk_sign.oci.reference import Reference
+from opk_sign.oci.reference import Reference, canonical_name
 from opk_sign.policy import signed_repositories
 
 MAPPING_VERSION: Final = 1
@@ -170,6 +170,14 @@ def check_pattern(pattern: Any, what: str = "pattern") -> str:
             f"{what} {pattern!r} is not a normalised registry/repository name",
             hint="patterns name the registry and the full path, without tag or digest, e.g."
             " docker.io/library/* or ghcr.io/octo-org/**",
+        )
+    canonical = canonical_name(normalised)
+    if canonical != sample:
+        # Names are looked up in their canonical spelling (lookup): another would never match.
+        raise UsageError(
+            f"{what} {pattern!r} names a registry by another spelling than its canonical one "
+            f"({canonical.split('/', 1)[0]})",
+            hint="write the registry without its default port, and docker.io for Docker Hub",
         )
     return pattern
 
@@ -440,8 +448,9 @@ class Mapping:
         not matter: a mapping whose rules overlap still means one thing.
         """
         reference = image if isinstance(image, Reference) else Reference.parse(image)
-        # Host names are case-insensitive: Docker.IO/library/x must not escape docker.io rules.
-        requested = _normalised_name(f"{reference.registry.lower()}/{reference.repository}")
+        # Every spelling of the repository is one name (canonical_name): Docker.IO/library/x,
+        # ghcr.io:443/o/x or registry-1.docker.io/x must not escape the rule for their name.
+        requested = canonical_name(reference)
         name = self.canonical_name(requested)
         for rule in self.rules_in_precedence():
             if rule.matches(name):

@@ -30,6 +30,7 @@ from opk_sign.errors import (
     OpkSignError,
     PayloadMismatchError,
     PolicyError,
+    RegistryError,
     VerificationError,
 )
 from opk_sign.oci.descriptor import Descriptor
@@ -91,7 +92,7 @@ def candidates(
         if descriptor.artifact_type == ATTESTATION_ARTIFACT_TYPE and descriptor.digest not in seen:
             seen.add(descriptor.digest)
             out.append((descriptor, False))
-    return out[:MAX_CANDIDATES]
+    return out
 
 
 def check_buildkit_attestations(
@@ -103,10 +104,22 @@ def check_buildkit_attestations(
     context: BuildKitContext,
     referrers: Sequence[Descriptor],
 ) -> list[BundleCheck]:
-    """Try the attestation manifests about ``platform_digest`` until one passes; [] when there is
-    none at all (the caller's "missing attestation")."""
+    """Try the attestation manifests about ``platform_digest`` until one passes, at most
+    :data:`MAX_CANDIDATES` of them; [] when there is none at all (the caller's "missing
+    attestation"). Whoever can push referrers can list more than are tried: when some were left
+    untried and none passed, the outcome is unknown (:class:`RegistryError`, 13), never
+    "invalid" (the rule of ``verify.image._first_passing``)."""
     checks: list[BundleCheck] = []
-    for descriptor, listed in candidates(context, platform_digest, referrers):
+    found = candidates(context, platform_digest, referrers)
+    for tried, (descriptor, listed) in enumerate(found):
+        if tried >= MAX_CANDIDATES:
+            raise RegistryError(
+                f"{len(found)} attestation manifests about {platform_digest}, none of the "
+                f"{tried} tried holds a valid {predicate_type} statement; the rest were not "
+                "tried, so the outcome is unknown",
+                hint="someone may be flooding the image with referrers: list them with "
+                "`opk-sign inspect` and ask the registry to remove the junk",
+            )
         check = _check_one(
             client,
             ref,
@@ -220,6 +233,29 @@ def _coverage(
         f"own ({len(own)} tried)",
         hint="have the image's signer sign its attestation manifests too (docs/official-images.md)",
     )
+
+
+#: An image config read for its platform (docker's and OCI's carry the build history too).
+MAX_CONFIG_BYTES: Final = 4 * 1024 * 1024
+
+
+def config_platform(client: ImageSource, ref: Reference, manifest: ImageManifest) -> str | None:
+    """A plain manifest's platform (``os/architecture[/variant]``) as its image config names it;
+    None when the config names none. The config is fetched by the digest the (signed) manifest
+    names, so it is as trustworthy as the manifest: a library file's per-architecture source
+    requirement is checked against it (a linux/amd64 manifest is not the arm64v8 entry)."""
+    from opk_sign.jose import parse_json
+    from opk_sign.oci.descriptor import Platform
+
+    if manifest.config.size > MAX_CONFIG_BYTES:
+        raise FormatError(f"image config of {manifest.config.size} bytes is too large")
+    data = client.get_blob(ref, manifest.config.digest, max_size=MAX_CONFIG_BYTES)
+    doc = parse_json(data, "image config", max_bytes=MAX_CONFIG_BYTES, depth=64)
+    if not isinstance(doc, dict) or "architecture" not in doc or "os" not in doc:
+        return None
+    platform = Platform.from_dict(doc)
+    text = f"{platform.os}/{platform.architecture}"
+    return f"{text}/{platform.variant}" if platform.variant else text
 
 
 def source_of(checks: Sequence[BundleCheck]) -> tuple[bool, BuildSource | None]:

@@ -47,13 +47,14 @@ from opk_sign.oci.client import RefLike, RegistryClient
 from opk_sign.oci.descriptor import Descriptor, Platform
 from opk_sign.oci.manifest import ImageManifest, Manifest, parse_manifest
 from opk_sign.oci.reference import Reference, image_key
-from opk_sign.payloads.buildkit import attestations_in_index
+from opk_sign.payloads.buildkit import PlatformSources, attestations_in_index
 from opk_sign.pktoken.verify import VerifiedPKToken
 from opk_sign.policy import AllOf, AnyOf, ClaimPolicy, IdentityPolicy
 from opk_sign.verify.attestations import (
     BuildKitContext,
     check_buildkit_attestations,
     check_source,
+    config_platform,
 )
 from opk_sign.verify.bundle import verify_attestation_bundle, verify_signature_bundle
 from opk_sign.verify.options import OptionsFor, VerifyOptions, options_for
@@ -196,8 +197,15 @@ def _verify_tree(
         alone = _buildkit_context(
             client, ref, options, index_digest=None, index_verified=False, listed={}
         )
+        # Per-platform source requirements (a library file's architectures): a plain manifest's
+        # platform is its config's, checked like an index entry's (docs/official-images.md).
+        own = (
+            config_platform(client, ref, manifest)
+            if isinstance(options.source, PlatformSources)
+            else None
+        )
         return [
-            _verify_manifest(client, ref, descriptor, None, options, attest=True, buildkit=alone)
+            _verify_manifest(client, ref, descriptor, own, options, attest=True, buildkit=alone)
         ]
     children = [c for c in manifest.manifests if c.media_type in mediatypes.MANIFEST_MEDIA_TYPES]
     # Build attestation manifests (buildkit's "unknown/unknown") are not platforms to run.
@@ -314,45 +322,28 @@ def _verify_manifest(
                 for d in attestations
                 if d.annotations.get(ANNOTATION_PREDICATE_TYPE, predicate_type) == predicate_type
             ]
-            if not candidates and buildkit is not None:
-                # No opk-sign attestation of this type: BuildKit's own, through a signature.
-                bk_checks = check_buildkit_attestations(
-                    client, ref, digest, predicate_type, context=buildkit, referrers=referrers
-                )
-                if bk_checks:
-                    checks.extend(bk_checks)
-                    if (bk_outcome := _decide(bk_checks)) is not Outcome.VERIFIED:
-                        outcome = bk_outcome
-                        what = f"BuildKit attestation of type {predicate_type}"
-                        message = _message(digest, platform, what, bk_checks, outcome)
-                        break
-                    continue
-            if not candidates:
+            att_check, what = _attestation_checks(
+                client,
+                ref,
+                digest,
+                predicate_type=predicate_type,
+                options=options,
+                candidates=candidates,
+                buildkit=buildkit,
+                referrers=referrers,
+            )
+            checks.extend(att_check)
+            if not att_check:
                 outcome = Outcome.MISSING_ATTESTATION
                 message = (
                     f"{_where(digest, platform)}: signed, but no attestation of type "
                     f"{predicate_type} (required by --attestation)"
                 )
                 break
-            att_check = _first_passing(
-                candidates,
-                partial(
-                    _check_attestation,
-                    client,
-                    ref,
-                    digest,
-                    options=options,
-                    predicate_type=predicate_type,
-                ),
-                options.policy,
-            )
-            checks.extend(att_check)
             att_outcome = _decide(att_check)
             if att_outcome is not Outcome.VERIFIED:
                 outcome = att_outcome
-                message = _message(
-                    digest, platform, f"attestation of type {predicate_type}", att_check, outcome
-                )
+                message = _message(digest, platform, what, att_check, outcome)
                 break
     if outcome is Outcome.VERIFIED and attest and options.source is not None and buildkit:
         added, outcome, failed = check_source(
@@ -369,6 +360,59 @@ def _verify_manifest(
         checks.extend(added)
         message = failed or message
     return ManifestResult(digest, descriptor.media_type, platform, outcome, message, tuple(checks))
+
+
+def _attestation_checks(
+    client: ImageSource,
+    ref: Reference,
+    digest: str,
+    *,
+    predicate_type: str,
+    options: VerifyOptions,
+    candidates: list[Descriptor],
+    buildkit: BuildKitContext | None,
+    referrers: list[Descriptor],
+) -> tuple[list[BundleCheck], str]:
+    """The checks of both kinds of attestation of ``predicate_type`` on one manifest, and what
+    was tried (for the message): opk-sign attestation referrers, then, unless one passed,
+    BuildKit's attestation manifests (through a signature). A passing one of either kind
+    satisfies the requirement: junk pushed next to a valid attestation cannot make it fail.
+    Untried candidates of one kind (a flood, 13) stand only when the other kind has no passing
+    one either."""
+    checks: list[BundleCheck] = []
+    pending: RegistryError | None = None
+    if candidates:
+        try:
+            checks = _first_passing(
+                candidates,
+                partial(
+                    _check_attestation,
+                    client,
+                    ref,
+                    digest,
+                    options=options,
+                    predicate_type=predicate_type,
+                ),
+                options.policy,
+            )
+        except RegistryError as err:
+            pending = err
+    kinds = ["attestation"] if candidates else []
+    if buildkit is not None and _decide(checks) is not Outcome.VERIFIED:
+        bk_checks: list[BundleCheck] = []
+        try:
+            bk_checks = check_buildkit_attestations(
+                client, ref, digest, predicate_type, context=buildkit, referrers=referrers
+            )
+        except RegistryError:
+            if pending is None:
+                raise
+        if bk_checks:
+            kinds.append("BuildKit attestation")
+        checks.extend(bk_checks)
+    if pending is not None and _decide(checks) is not Outcome.VERIFIED:
+        raise pending
+    return checks, f"{' or '.join(kinds) or 'attestation'} of type {predicate_type}"
 
 
 def _where(digest: str, platform: str | None) -> str:
@@ -736,6 +780,7 @@ def verify_bundle_offline(
                 f"--bundle needs the image by digest, not {image!r}",
                 hint="give NAME@sha256:..., the digest the bundle was made for",
             )
+        refuse_unbundled_requirements(options)
     except OpkSignError as err:
         return ImageResult(image, Outcome.of_error(err), err.diagnostics())
     digest = ref.digest
@@ -788,6 +833,20 @@ def verify_bundle_offline(
     return ImageResult(
         image, outcome, message, ref.name, digest, (manifest,), time.monotonic() - started
     )
+
+
+def refuse_unbundled_requirements(options: VerifyOptions) -> None:
+    """A requirement bundle files cannot show is refused, never skipped: the source repository
+    and commit (flags or a policy's ``source-*``) need the image's BuildKit provenance, which
+    only the registry or an offline kit holds (docs/official-images.md)."""
+    if options.source is not None:
+        raise UsageError(
+            f"--bundle cannot check {options.source.describe()}: that needs the image's BuildKit "
+            "provenance, which no bundle file carries",
+            hint="verify from the registry, or from an offline kit (--from-dir), to check the "
+            "source repository/commit; or drop --source-repository/--source-commit (and the "
+            "policy's source-* fields)",
+        )
 
 
 def _verify_loaded(

@@ -68,8 +68,13 @@ def test_the_fast_path_needs_fresh_unexpired_trust_state(tmp_path: Path) -> None
 
     mapping = Mapping((Rule("ghcr.io/o/*", "policies/team.json"),))
     first = engine(tmp_path)
+    installed = tmp_path / "no-trust"  # what `trust init` wrote (the fast path hashes it)
+    installed.mkdir()
+    (installed / "config.json").write_text('{"metadataUrl": "https://a.example/metadata/"}')
+    (installed / "root.json").write_text("{}")
     now = time.time()
     state = {
+        "anchor": first._anchor(),
         "refreshedAt": now,
         "expires": now + 3600,
         "trustVersion": "root 1, targets 3",
@@ -93,3 +98,8 @@ def test_the_fast_path_needs_fresh_unexpired_trust_state(tmp_path: Path) -> None
     assert not decide(trustVersion="root 1, targets 4")  # another version: another key
     assert not decide(rules={"ghcr.io/o/*": {"fingerprint": "other", "required": "x"}})
     assert not decide(rules={})
+    assert not decide(anchor=None)  # a state of before the anchor: the full path
+    assert decide()
+    # Red-team F14: `trust init` with another repository voids the fast path at once.
+    (installed / "config.json").write_text('{"metadataUrl": "https://b.example/metadata/"}')
+    assert not decide()

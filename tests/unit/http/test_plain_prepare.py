@@ -146,3 +146,31 @@ def test_streamed_and_cookie_requests_take_requests_path() -> None:
         )
         is None
     )
+
+
+def test_session_hooks_still_run() -> None:
+    """A response hook on the session (requests merges session hooks into each request) runs on
+    the session's own path too: the session with a hook takes requests' path."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        seen: list[str] = []
+        session = new_session(DEFAULT_HTTP)
+        session.hooks["response"].append(lambda r, *a, **k: seen.append(str(r.url)))
+        url = f"http://127.0.0.1:{server.server_port}/v2/"
+        session.request("GET", url, params={"a": "b"}).close()
+        assert seen == [f"{url}?a=b"]
+    finally:
+        server.shutdown()
