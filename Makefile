@@ -59,8 +59,13 @@ unit: install
 test: setup lint typecheck
 	$(PY) -m pytest -q -n 2 --dist loadgroup tests
 
+# The demo needs only a registry and the timestamp authority, not every tool the tests build
+# (containerd, BuildKit, Rekor, buildah take many minutes on a fresh machine).
+DEMO_SETUP := scripts/setup/10-registries.sh scripts/setup/40-timestamp-authority.sh
+
 # `make demo DEMO_ARGS=--keep` leaves its services running (scripts/demo.sh --stop ends them).
-demo: setup
+demo: install
+	@for s in $(DEMO_SETUP); do bash "$$s" || exit 1; done
 	bash scripts/demo.sh $(DEMO_ARGS)
 
 bench: setup
