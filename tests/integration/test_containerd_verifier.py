@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -394,7 +395,8 @@ def test_a_registry_that_stops_answering_is_refused_within_the_verifiers_deadlin
         node.registry.clear_faults()
     # opk-sign's own answer (the outcome is unknown: 13), well before containerd's 10 s kill.
     assert "verifier opk-sign rejected image (exit code 13)" in error
-    assert "did not finish within 3" in error
+    # The settings' 3 s less the verifier's start-up (reading the strictly parsed descriptor).
+    assert re.search(r"did not finish within (3|2\.\d+) s", error), error
     assert elapsed < 8.0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import json
 import shutil
 import subprocess
@@ -123,6 +124,10 @@ def test_sign_tlog_always_puts_a_verified_entry_in_every_bundle(
     for bundle in logged.bundles:
         (entry,) = bundle.tlog_entries
         assert entry["kindVersion"] == {"kind": "hashedrekord", "version": "0.0.2"}
+        # What rekor-tiles writes, and verify_tlog now checks: the log ID is the whole hash
+        # behind the checkpoint key's note key ID; no integrated time, no inclusion promise.
+        assert base64.b64decode(entry["logId"]["keyId"]) == world.log.key.log_id
+        assert entry.get("integratedTime", "0") == "0" and entry.get("inclusionPromise") is None
         (verified,) = verify_tlog(bundle, world.log.trust(), required=True)
         assert verified.origin == "rekor.test"
         # The certificate the log holds carries the PK token and the Fulcio claims.
@@ -447,7 +452,79 @@ def test_the_monitor_reports_the_signatures_in_a_repository_name(
         state.write_text(json.dumps(doc))
         sign(world, world.registry.ref(REPO, "m5"), tlog="always", tlog_url=log.url)
         assert main(argv) == EXIT_INVALID_SIGNATURE
-        assert "do not add up to its signed checkpoint" in capsys.readouterr().err
+        # m5's signatures were read, but nothing unverified is reported.
+        captured = capsys.readouterr()
+        assert "do not add up to its signed checkpoint" in captured.err
+        assert captured.out == ""
+
+
+def _hostile_entry(world: World, log: RekorLog, repository: str) -> None:
+    """Log what anyone can (red team F2): a genuine signature of ``repository``'s run whose
+    self-signed certificate's description is 3000 '[' (json.loads: RecursionError)."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from opk_sign.sign.image import obtain_signer
+    from opk_sign.tlog.cert import DESCRIPTION_OID
+    from opk_sign.tlog.client import log_entry
+    from opk_sign.tlog.hashedrekord import SignedDigest
+
+    world.emulator.set_claims(repository=repository)
+    try:
+        provider = GitHubActionsProvider(env=world.emulator.env(), issuer=world.emulator.issuer)
+        signer = obtain_signer(provider)
+    finally:
+        world.emulator.set_claims(repository=REPO)
+    key = signer.user_key.private_key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "x"),
+            x509.NameAttribute(DESCRIPTION_OID, "[" * 3000),
+        ]
+    )
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectKeyIdentifier(signer.pk_token.to_json()), False)
+        .sign(key, hashes.SHA256())
+    )
+    digest = hashlib.sha256(b"anything").digest()
+    signature_der = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    log_entry(log.url, SignedDigest(digest, signature_der), der)
+
+
+def test_a_hostile_certificate_in_the_log_does_not_stop_the_monitor(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The real log takes the entry (it checks the signature only); the monitor reads on past it,
+    # reports the signature logged after it, and saves its state.
+    work = world.work / "hostile"
+    release = "octo-org/app/.github/workflows/release.yml"
+    with rekor_log(work / "log", origin="hostile.test") as log:
+        _hostile_entry(world, log, "other-org/else")
+        signed = sign(world, world.registry.ref(REPO, "h1"), tlog="always", tlog_url=log.url)
+        keys = log.keys_file(work / "keys.txt")
+        state = work / "state.json"
+        argv = ["log", "monitor", "--repository", REPO, "--log-url", log.tiles_url]
+        argv += ["--state", str(state), "--tlog-keys", str(keys)]
+        argv += ["--issuer", world.emulator.issuer, "--expect-workflow", release]
+        capsys.readouterr()
+        assert main(argv) == EXIT_OK
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert {line["digest"] for line in lines} == {signed.digest} and len(lines) == 2
+        assert json.loads(state.read_text())["size"] == 3
 
 
 def test_the_trust_repository_distributes_the_keys_and_requires_entries(
@@ -520,5 +597,8 @@ def test_a_log_with_an_ecdsa_checkpoint_key(world: World) -> None:
     for bundle in bundles(tag, result.digest):
         (verified,) = verify_tlog(bundle, log.trust(), required=True)
         assert verified.origin == "ecdsa.test"
+        # An ECDSA key's log ID is the SHA-256 of its SPKI (the note key ID its first 4 bytes).
+        log_id = base64.b64decode(bundle.tlog_entries[0]["logId"]["keyId"])
+        assert log_id == key.log_id == hashlib.sha256(key.key).digest()
     with pytest.raises(TransparencyError, match="not signed by a trusted key"):
         verify_tlog(bundle, TlogTrust((new_log_key("ecdsa.test", work / "x.pem", ecdsa=True),)))

@@ -48,8 +48,7 @@ def test_another_repository_with_the_same_versions_voids_cached_decisions(
     trust_a = a.trust()
     rule = trust_a.mapping.lookup(NAME)
     assert rule is not None
-    options = trust_a.choose(NAME)
-    fingerprint = a._fingerprint(trust_a, rule.policy, options)
+    fingerprint = "the policy's fingerprint"  # the same policy in both: only trust differs
     a._remember_rule(trust_a.version, rule.pattern, fingerprint, "policy A")
     key = cache_key(
         digest=DIGEST, name=rule.name, policy=fingerprint, trust_version=trust_a.version
@@ -69,9 +68,8 @@ def test_another_repository_with_the_same_versions_voids_cached_decisions(
     assert trust_a.version != trust_b.version  # the content tells them apart
     state = json.loads((tmp_path / "cache" / STATE_FILE).read_text())
     assert state["trustVersion"] == trust_b.version and state["rules"] == {}
-    fingerprint_b = b._fingerprint(trust_b, rule.policy, trust_b.choose(NAME))
     key_b = cache_key(
-        digest=DIGEST, name=rule.name, policy=fingerprint_b, trust_version=trust_b.version
+        digest=DIGEST, name=rule.name, policy=fingerprint, trust_version=trust_b.version
     )
     assert key_b != key and b.cache.get(key_b) is None  # the full path verifies again
     assert engine()._from_state(NAME, reference, DIGEST) is None

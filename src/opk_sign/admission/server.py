@@ -3,6 +3,10 @@
 The standard library's threading HTTP server (one thread per connection), with bounds on
 everything a caller controls:
 
+- at most ``max_connections`` connections (so threads) at once: past them a connection is
+  answered 503 and closed at once; each request's line, headers and body must arrive within
+  ``read_timeout`` in all (one deadline per request, not per read): a slower client gets 408 and
+  its connection closed, so slow clients cannot hold threads or buffers without bound;
 - ``POST /`` (also ``/verify``): an external data ``ProviderRequest`` (:mod:`.external_data`);
   a body over ``max_body`` bytes is refused (413) before it is read, one that is not a request
   is 400, more than ``max_concurrency`` requests at once are refused at once (429, Retry-After)
@@ -16,7 +20,9 @@ The engine (:class:`~opk_sign.admission.engine.Engine`) and its cache are shared
 
 from __future__ import annotations
 
+import io
 import json
+import socket
 import ssl
 import threading
 import time
@@ -44,8 +50,14 @@ DEFAULT_MAX_BODY: Final = SERVICE_MAX_BODY
 DEFAULT_MAX_CONCURRENCY: Final = SERVICE_MAX_CONCURRENCY
 DEFAULT_REQUEST_TIMEOUT: Final = SERVICE_REQUEST_TIMEOUT
 DEFAULT_JOBS: Final = SERVICE_JOBS
-#: Seconds a client may take to send its request line, headers and body.
+#: Seconds a client may take to send its request line, headers and body (all of them).
 READ_TIMEOUT: Final = 10.0
+#: Connections (each its own thread) open at once; past them, 503 and closed.
+DEFAULT_MAX_CONNECTIONS: Final = 4 * SERVICE_MAX_CONCURRENCY
+_BUSY: Final = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\n\r\n"
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,31 @@ class ServiceLimits:
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     jobs: int = DEFAULT_JOBS
     max_keys: int = external_data.MAX_KEYS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    read_timeout: float = READ_TIMEOUT
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The connection's bytes, each read within what is left of the request's deadline
+    (``handler.read_deadline``): a client sending a byte now and then cannot stretch a request
+    past ``read_timeout``, as a per-read socket timeout would let it."""
+
+    def __init__(self, sock: socket.socket, handler: _Handler) -> None:
+        self._sock = sock
+        self._handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._handler.read_deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request was not received within its deadline")
+        self._sock.settimeout(remaining)
+        try:
+            return self._sock.recv_into(buffer)
+        finally:  # writing the answer is bounded by the read timeout, not what was left here
+            self._sock.settimeout(self._handler.server.limits.read_timeout)
 
 
 class Metrics:
@@ -136,6 +173,7 @@ class VerificationServer(ThreadingHTTPServer):
         self.limits = limits
         self.metrics = Metrics()
         self.slots = threading.BoundedSemaphore(limits.max_concurrency)
+        self.connections = threading.BoundedSemaphore(limits.max_connections)
         self.pool = ThreadPoolExecutor(max_workers=limits.jobs, thread_name_prefix="decide")
         self.tls: ssl.SSLContext | None = None
         if tls is not None:
@@ -148,11 +186,36 @@ class VerificationServer(ThreadingHTTPServer):
                 raise UsageError(f"cannot load the TLS certificate and key: {err}") from None
             self.tls = context
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection while fewer than ``max_connections`` are open; else 503
+        and closed, from the accepting loop without waiting (a full socket buffer drops it)."""
+        if not self.connections.acquire(blocking=False):
+            if self.tls is None:
+                try:
+                    request.setblocking(False)
+                    request.send(_BUSY)
+                except OSError:
+                    pass
+            self.metrics.request(503)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release()
+
     def finish_request(self, request: Any, client_address: Any) -> None:
         """TLS is set up here, in the connection's own thread (a slow handshake holds only
         its own connection, never the accepting loop), within the read timeout."""
         if self.tls is not None:
-            request.settimeout(READ_TIMEOUT)
+            request.settimeout(self.limits.read_timeout)
             try:
                 request = self.tls.wrap_socket(request, server_side=True)
             except (OSError, ssl.SSLError):
@@ -212,6 +275,19 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"opk-sign/{__version__}"
     timeout = READ_TIMEOUT
+    #: When the request being read must have arrived (time.monotonic()).
+    read_deadline = 0.0
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.limits.read_timeout)
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self))
+
+    def handle_one_request(self) -> None:
+        # One deadline for the request line, the headers and the body, from when the handler
+        # starts waiting for it (an idle kept-alive connection is closed within it too).
+        self.read_deadline = time.monotonic() + self.server.limits.read_timeout
+        super().handle_one_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -251,7 +327,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._error(413, f"the request body is {length} bytes; at most {limits.max_body}")
             return
-        body = self.rfile.read(length)
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
+            self._error(408, f"the request was not received within {limits.read_timeout:g} s")
+            return
+        if len(body) != length:  # the client closed the connection early
+            self.close_connection = True
+            return
         if not self.server.slots.acquire(blocking=False):
             self._error(
                 429,

@@ -146,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         max_concurrency=args.max_concurrency,
         request_timeout=args.request_timeout,
         jobs=args.jobs,
+        # Connections (threads) wait on slow clients at most read_timeout each; a few per slot.
+        max_connections=4 * args.max_concurrency,
     )
     engine = Engine(settings)
     tls = (args.tls_cert, args.tls_key) if args.tls_cert is not None else None

@@ -105,8 +105,7 @@ class TlogTrust:
                 "transparency keys: two sources (--tlog-keys and the trust repository's "
                 "tlog/keys.txt) each require witness cosignatures, from different witnesses: "
                 "neither quorum may be met by the other's witnesses",
-                hint="list the same witnesses in both, or use one source only "
-                "(--no-trust-repo, or no --tlog-keys)",
+                hint="list the same witnesses in both, or give the keys in one place only",
             )
         return TlogTrust(logs, witnesses, quorum)
 

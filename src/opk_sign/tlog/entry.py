@@ -93,6 +93,16 @@ class LogEntry:
             hashes=tuple(_b64(h, f"{what} proof hash", 64) for h in hashes),
             checkpoint=envelope,
         )
+        # Rekor v2 writes neither (``"integratedTime": "0"``, ``"inclusionPromise": null``):
+        # either would be a Rekor v1 entry, whose time and promise nothing here checks.
+        if _int(data, "integratedTime", what) != 0:
+            raise FormatError(
+                f"{what}: has an integratedTime; Rekor v2 entries have none (a Rekor v1 entry?)"
+            )
+        if data.get("inclusionPromise") is not None:
+            raise FormatError(
+                f"{what}: has an inclusionPromise; Rekor v2 entries have none (a Rekor v1 entry?)"
+            )
         entry = cls(
             log_index=_int(data, "logIndex", what),
             log_key_id=_b64(log_id.get("keyId"), f"{what} logId", 64),

@@ -46,11 +46,17 @@ def _valid_name(name: str) -> bool:
     return bool(name) and "+" not in name and not any(c.isspace() for c in name)
 
 
+def key_hash(name: str, sig_type: int, key: bytes) -> bytes:
+    """The SHA-256 a key ID is the first 4 bytes of; whole, it is the log ID Rekor v2 writes in
+    an entry's ``logId.keyId`` (checked against rekor-tiles v2.3.0, Ed25519 and ECDSA keys)."""
+    if sig_type == SIG_ECDSA:
+        return hashlib.sha256(key).digest()
+    return hashlib.sha256(name.encode() + b"\n" + bytes([sig_type]) + key).digest()
+
+
 def key_id(name: str, sig_type: int, key: bytes) -> bytes:
     """The 4-byte key ID of a key (the ECDSA one is the hash of its SPKI alone)."""
-    if sig_type == SIG_ECDSA:
-        return hashlib.sha256(key).digest()[:4]
-    return hashlib.sha256(name.encode() + b"\n" + bytes([sig_type]) + key).digest()[:4]
+    return key_hash(name, sig_type, key)[:4]
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,11 @@ class VerifierKey:
     @property
     def key_id(self) -> bytes:
         return key_id(self.name, self.sig_type, self.key)
+
+    @property
+    def log_id(self) -> bytes:
+        """The log ID of a log's key, as a Rekor v2 entry's ``logId.keyId`` names it."""
+        return key_hash(self.name, self.sig_type, self.key)
 
     @property
     def is_cosigner(self) -> bool:

@@ -8,7 +8,9 @@ For each entry in ``tlogEntries``:
    envelope, the certificate) equals the logged body byte for byte, so that a valid proof of some
    other entry does not pass;
 3. the checkpoint is a signed note by a trusted log key whose name is the checkpoint's origin,
-   cosigned by a quorum of the trusted witnesses, and states the proof's tree size and root;
+   cosigned by a quorum of the trusted witnesses, and states the proof's tree size and root; the
+   entry's ``logId`` is that log key's ID (a Rekor v2 entry has no integrated time and no
+   inclusion promise: one that has either is refused when parsed);
 4. the RFC 9162 inclusion proof leads from the body's leaf hash to that root.
 
 With ``required`` (``--require-tlog``, ``transparency: required``), a bundle without an entry is
@@ -70,6 +72,12 @@ def verify_entry(
     require_same_body(entry.body, rebuilt)
     checked = verify_checkpoint(entry.proof.checkpoint, trust)
     checkpoint = checked.checkpoint
+    log_ids = {k.log_id for k in trust.logs if k.name == checkpoint.origin}
+    if entry.log_key_id not in log_ids:
+        raise TransparencyError(
+            f"the entry's logId {entry.log_key_id.hex()[:16]}… is not the ID of a trusted key "
+            f"of {checkpoint.origin!r}, whose key signed its checkpoint"
+        )
     if (checkpoint.size, checkpoint.root_hash) != (entry.proof.tree_size, entry.proof.root_hash):
         raise TransparencyError(
             f"inclusion proof is for a tree of {entry.proof.tree_size} entries with another root "

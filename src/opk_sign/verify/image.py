@@ -844,8 +844,7 @@ def refuse_unbundled_requirements(options: VerifyOptions) -> None:
             f"--bundle cannot check {options.source.describe()}: that needs the image's BuildKit "
             "provenance, which no bundle file carries",
             hint="verify from the registry, or from an offline kit (--from-dir), to check the "
-            "source repository/commit; or drop --source-repository/--source-commit (and the "
-            "policy's source-* fields)",
+            "source repository/commit; or drop the source requirement",
         )
 
 

@@ -16,11 +16,12 @@ from opk_sign.containerd import verifier
 from opk_sign.errors import UsageError
 
 DIGEST = "sha256:" + "ab" * 32
+VERIFIER = [sys.executable, "-I", "-m", "opk_sign.containerd.verifier"]
 
 
 def run(argv: list[str], stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-I", "-m", "opk_sign.containerd.verifier", *argv],
+        [*VERIFIER, *argv],
         input=stdin.decode(),
         capture_output=True,
         text=True,
@@ -61,8 +62,7 @@ def test_a_hostile_descriptor_is_a_one_line_refusal(
     if document.startswith(b"[" * 30_000):
         path = settings_file(tmp_path)
         done = subprocess.run(
-            [sys.executable, "-I", "-m", "opk_sign.containerd.verifier", "-config", str(path)]
-            + ["-name", "ghcr.io/o/a:1", "-digest", DIGEST],
+            [*VERIFIER, "-config", str(path), "-name", "ghcr.io/o/a:1", "-digest", DIGEST],
             input=document,
             capture_output=True,
             env=dict(os.environ),

@@ -98,6 +98,13 @@ class FakeLog:
     def leaves(self) -> list[bytes]:
         return [_leaf(b) for b in self.bodies]
 
+    @property
+    def log_id(self) -> bytes:
+        """What rekor-tiles v2.3.0 writes in logId.keyId for an Ed25519 checkpoint key: the whole
+        SHA-256 whose first 4 bytes are the note key ID."""
+        key = self.signer.key
+        return hashlib.sha256(key.name.encode() + b"\n\x01" + key.key).digest()
+
     def checkpoint_text(self, size: int | None = None) -> bytes:
         size = len(self.bodies) if size is None else size
         root = base64.b64encode(mth(self.leaves[:size])).decode()
@@ -119,7 +126,7 @@ class FakeLog:
         leaves = self.leaves[:size]
         return {
             "logIndex": str(index),
-            "logId": {"keyId": base64.b64encode(b"\x00" * 32).decode()},
+            "logId": {"keyId": base64.b64encode(self.log_id).decode()},
             "kindVersion": {"kind": "hashedrekord", "version": "0.0.2"},
             "integratedTime": "0",
             "inclusionPromise": None,

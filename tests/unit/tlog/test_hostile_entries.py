@@ -108,6 +108,7 @@ DEEP = "[" * 3000
         '{"subject": "a@b", "kind": "x", "n": NaN}',
         json.dumps({"subject": "a@" + "b" * 5000, "kind": "x"}),  # over the size limit
     ],
+    ids=["deep-array", "deep-object", "huge-integer", "nan", "oversize"],
 )
 def test_a_description_that_is_no_subject_is_ignored(description: str) -> None:
     certified = parse_certificate(_hostile_certificate(SIGNER, description))
@@ -225,7 +226,7 @@ def test_a_hostile_certificate_does_not_stop_the_monitor(
     log.add(b"someone else's entry")
     log.add(_hostile_body(hostile_signer, _hostile_certificate(hostile_signer, DEEP)))
     log.add(_genuine_body(SIGNER))
-    state, lines = tmp_path / "state.json", []
+    state, lines = tmp_path / "state.json", list[dict[str, Any]]()
     report = _monitor(Reader(log, list(log.bodies)), state, lines)
     assert [line["logIndex"] for line in report.signatures] == found
     assert report.signatures[-1]["image"] == f"{REPO}@{DIGEST}"
@@ -241,7 +242,7 @@ def test_an_entry_that_breaks_a_parser_is_junk_and_the_run_goes_on(
     log = FakeLog()
     log.add(_hostile_body(SIGNER, certificate))
     log.add(_genuine_body(SIGNER))
-    real = monitor_module.parse_certificate
+    real = parse_certificate
 
     def fragile(der: bytes) -> Any:
         if der == certificate:
@@ -250,7 +251,7 @@ def test_an_entry_that_breaks_a_parser_is_junk_and_the_run_goes_on(
 
     # Whatever a parser may still raise on someone's entry: the entry is junk, the run goes on.
     monkeypatch.setattr(monitor_module, "parse_certificate", fragile)
-    state, lines = tmp_path / "state.json", []
+    state, lines = tmp_path / "state.json", list[dict[str, Any]]()
     report = _monitor(Reader(log, list(log.bodies)), state, lines)
     assert report.junk == [
         {
@@ -273,7 +274,7 @@ def test_nothing_is_reported_before_the_entries_add_up_to_the_checkpoint(tmp_pat
     log.add(_genuine_body(SIGNER))
     log.add(b"what the log signed")
     shown = [log.bodies[0], b"what the log shows"]
-    state, lines = tmp_path / "state.json", []
+    state, lines = tmp_path / "state.json", list[dict[str, Any]]()
     with pytest.raises(TransparencyError, match="do not add up"):
         _monitor(Reader(log, shown), state, lines)
     assert lines == []

@@ -317,7 +317,7 @@ def _changed(action: argparse.Action) -> Any:
     return [value] if isinstance(action, argparse._AppendAction) else value
 
 
-class _Built(Exception):  # noqa: N818 - a capture, not an error
+class _Built(Exception):  # a capture, raised to stop at the call
     def __init__(self, kwargs: dict[str, Any]) -> None:
         self.kwargs = kwargs
 
