@@ -451,6 +451,7 @@ def test_the_monitor_reports_the_signatures_in_a_repository_name(
         doc["compactRange"][0] = base64.b64encode(bytes(32)).decode()
         state.write_text(json.dumps(doc))
         sign(world, world.registry.ref(REPO, "m5"), tlog="always", tlog_url=log.url)
+        capsys.readouterr()
         assert main(argv) == EXIT_INVALID_SIGNATURE
         # m5's signatures were read, but nothing unverified is reported.
         captured = capsys.readouterr()
