@@ -126,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 < args.request_timeout <= 300:
         raise UsageError("--request-timeout must be more than 0 and at most 300 seconds")
-    settings = load_settings(args.config) if args.config is not None else Settings()
+    # Named, so it must exist: a missing file is refused, never defaults (fail closed).
+    settings = load_settings(args.config, explicit=True) if args.config is not None else Settings()
     overrides = {
         "unmapped": args.unmapped,
         "cache_dir": args.cache_dir,

@@ -99,7 +99,7 @@ def read_descriptor(stream: object, digest: str) -> dict[str, object] | None:
     except FormatError as err:
         detail = err.message.removeprefix("the descriptor on stdin: ")
         raise UsageError(
-            f"the descriptor on stdin is not JSON as a descriptor is: {detail}"
+            f"the descriptor on stdin is not JSON within a descriptor's limits: {detail}"
         ) from None
     if not isinstance(descriptor, dict):
         raise UsageError("the descriptor on stdin is not a JSON object")
@@ -130,8 +130,8 @@ def check_settings_path(path: Path) -> None:
             raise UsageError(f"cannot check the settings {item}: {err.strerror or err}") from None
         mode = stat.S_IMODE(info.st_mode)
         writable = mode & (stat.S_IWGRP | stat.S_IWOTH)
-        if is_dir and mode & stat.S_ISVTX:
-            writable = 0
+        if (is_dir and mode & stat.S_ISVTX) or _read_only_mount(item):
+            writable = 0  # sticky: others cannot replace it; read-only (a ConfigMap): no one
         if info.st_uid not in trusted or writable:
             what = "directory of the settings" if is_dir else "settings file"
             raise UsageError(
@@ -139,6 +139,13 @@ def check_settings_path(path: Path) -> None:
                 "user could change what this verifier allows; refusing to use it",
                 hint=f"chown {os.geteuid()} {item} && chmod go-w {item}",
             )
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def load_settings(path: Path, *, explicit: bool = False) -> Settings:
@@ -151,7 +158,7 @@ def load_settings(path: Path, *, explicit: bool = False) -> Settings:
     except FileNotFoundError:
         if explicit:
             raise UsageError(
-                f"the settings file {path} (-config) does not exist",
+                f"the settings file {path} does not exist (it was named explicitly: no defaults)",
                 hint="run `opk-sign install containerd-verifier` again, or name an existing file",
             ) from None
         return Settings(source=f"{path} (missing: defaults)")

@@ -83,7 +83,10 @@ def test_a_named_config_that_does_not_exist_is_refused(tmp_path: Path) -> None:
         verifier.load_settings(missing, explicit=True)
     done = run(["-config", str(missing), "-name", "ghcr.io/o/a:1", "-digest", DIGEST])
     assert done.returncode == 2
-    assert "refused: the settings file" in done.stdout and "(-config) does not exist" in done.stdout
+    assert (
+        "refused: the settings file" in done.stdout
+        and "does not exist (it was named explicitly" in done.stdout
+    )
     # The file next to the program (not named) may be missing: defaults, as documented.
     assert verifier.load_settings(missing).source.endswith("(missing: defaults)")
 
@@ -121,3 +124,13 @@ def test_settings_owned_by_another_user_are_refused(
         monkeypatch.setattr(os, "geteuid", lambda: real + 1)
     with pytest.raises(UsageError, match="owned by uid"):
         verifier.load_settings(path, explicit=True)
+
+
+def test_serve_refuses_a_named_config_that_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from opk_sign.cli.main import main
+
+    missing = tmp_path / "none.toml"
+    assert main(["serve", "--config", str(missing), "--listen", "127.0.0.1:0"]) == 2
+    assert "does not exist (it was named explicitly" in capsys.readouterr().err
