@@ -87,6 +87,9 @@ def emulator_env(tmp: Path) -> Iterator[dict[str, str]]:
             "DOCKER_CONFIG": str(tmp / "docker"),
             **emulator.env(),
             "OPK_SIGN_OIDC_ISSUER": emulator.issuer,
+            # Both tools with the transparency log off (cosign: --tlog-upload=false); the
+            # emulator's token says "public", which would log to Sigstore's instance.
+            "OPK_SIGN_TLOG": "never",
         }
 
 
