@@ -20,6 +20,7 @@ by the first :func:`new_session`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -67,3 +68,21 @@ def new_session(config: HTTPConfig = DEFAULT_HTTP) -> requests.Session:
     from opk_sign.http._session import new_session as session
 
     return session(config)
+
+
+def read_within(
+    response: requests.Response,
+    limit: int,
+    too_large: Callable[[], Exception],
+    *,
+    chunk: int = 64 * 1024,
+) -> bytes:
+    """The body of a streamed ``response``, read a ``chunk`` at a time: ``too_large()`` is
+    raised as soon as more than ``limit`` bytes have come, so a hostile server's endless body
+    costs at most one chunk over the limit."""
+    body = bytearray()
+    for part in response.iter_content(chunk):
+        body += part
+        if len(body) > limit:
+            raise too_large()
+    return bytes(body)

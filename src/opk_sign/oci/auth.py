@@ -20,7 +20,7 @@ import requests
 
 from opk_sign import deadline
 from opk_sign.errors import FormatError, RegistryAuthError, RegistryUnavailableError
-from opk_sign.http import HTTPConfig
+from opk_sign.http import HTTPConfig, read_within
 from opk_sign.jose import parse_json
 from opk_sign.oci.credentials import Credential
 from opk_sign.oci.keychain import Keychain
@@ -374,21 +374,21 @@ class Authenticator:
                     f"token server {realm} for {registry} answered {resp.status_code}"
                 )
             # Whoever runs the registry runs its token server: its answer is read under limits.
-            body = bytearray()
             try:
-                for chunk in resp.iter_content(16 * 1024):
-                    body += chunk
-                    if len(body) > MAX_TOKEN_ANSWER_BYTES:
-                        raise RegistryAuthError(
-                            f"token server {realm} answered more than "
-                            f"{MAX_TOKEN_ANSWER_BYTES} bytes"
-                        )
+                body = read_within(
+                    resp,
+                    MAX_TOKEN_ANSWER_BYTES,
+                    lambda: RegistryAuthError(
+                        f"token server {realm} answered more than {MAX_TOKEN_ANSWER_BYTES} bytes"
+                    ),
+                    chunk=16 * 1024,
+                )
             except requests.RequestException as err:
                 raise RegistryUnavailableError(
                     f"token server {realm} for {registry}: connection lost: {err}"
                 ) from None
             try:
-                answer = parse_json(bytes(body), "token answer", max_bytes=MAX_TOKEN_ANSWER_BYTES)
+                answer = parse_json(body, "token answer", max_bytes=MAX_TOKEN_ANSWER_BYTES)
             except FormatError:
                 raise RegistryAuthError(f"token server {realm} did not answer JSON") from None
         if not isinstance(answer, dict):

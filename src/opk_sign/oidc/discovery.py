@@ -20,7 +20,7 @@ import requests
 from opk_sign import deadline
 from opk_sign.deadline import DeadlineExceeded
 from opk_sign.errors import FormatError, TrustError, UsageError
-from opk_sign.http import DEFAULT_HTTP, new_session
+from opk_sign.http import DEFAULT_HTTP, new_session, read_within
 from opk_sign.jose import parse_json
 from opk_sign.urls import require_secure_url
 
@@ -66,20 +66,20 @@ def _get_json(session: requests.Session, url: str, what: str) -> Any:
                     require_secure_url(response.url, f"{what} (after redirects)")
                 except UsageError as err:
                     raise TrustError(err.message, hint=err.hint) from None
-            body = bytearray()
-            for chunk in response.iter_content(64 * 1024):
-                body += chunk
-                if len(body) > MAX_DOCUMENT_BYTES:
-                    raise TrustError(
-                        f"{what} at {url} is larger than {MAX_DOCUMENT_BYTES} bytes",
-                        hint=_ISSUER_HINT,
-                    )
+            body = read_within(
+                response,
+                MAX_DOCUMENT_BYTES,
+                lambda: TrustError(
+                    f"{what} at {url} is larger than {MAX_DOCUMENT_BYTES} bytes",
+                    hint=_ISSUER_HINT,
+                ),
+            )
     except requests.RequestException as exc:
         raise TrustError(f"could not fetch {what} from {url}: {exc}", hint=_ISSUER_HINT) from None
     except DeadlineExceeded as exc:  # trust material: exit 14, like any failure to fetch it
         raise _OutOfTime(exc) from None
     try:
-        return parse_json(bytes(body), what, max_bytes=MAX_DOCUMENT_BYTES)
+        return parse_json(body, what, max_bytes=MAX_DOCUMENT_BYTES)
     except FormatError as err:
         raise TrustError(
             f"{what} at {url} is not JSON we accept: {err.message}", hint=_ISSUER_HINT

@@ -16,7 +16,7 @@ import requests
 from opk_sign import deadline
 from opk_sign.deadline import DeadlineExceeded
 from opk_sign.errors import FormatError, NetworkError, TransparencyError
-from opk_sign.http import RETRY_STATUSES, HTTPConfig, new_session
+from opk_sign.http import RETRY_STATUSES, HTTPConfig, new_session, read_within
 from opk_sign.jose import JSONObject, parse_json_object
 from opk_sign.tlog.checkpoint import Checkpoint
 from opk_sign.tlog.entry import LogEntry
@@ -103,13 +103,14 @@ def _post(url: str, document: JSONObject, session: requests.Session | None) -> b
                 raise NetworkError(
                     f"the transparency log {url} is unavailable: HTTP {status}", hint=_HINT
                 )
-            body = bytearray()
-            for chunk in response.iter_content(16 * 1024):
-                body += chunk
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise TransparencyError(
-                        f"the transparency log {url} answered more than {MAX_RESPONSE_BYTES} bytes"
-                    )
+            body = read_within(
+                response,
+                MAX_RESPONSE_BYTES,
+                lambda: TransparencyError(
+                    f"the transparency log {url} answered more than {MAX_RESPONSE_BYTES} bytes"
+                ),
+                chunk=16 * 1024,
+            )
     except requests.RequestException as err:
         raise NetworkError(
             f"could not reach the transparency log {url}: {err}", hint=_HINT
@@ -120,10 +121,10 @@ def _post(url: str, document: JSONObject, session: requests.Session | None) -> b
         if session is None:
             http.close()
     if status not in (200, 201):
-        text = bytes(body[:300]).decode("utf-8", "replace").strip()
+        text = body[:300].decode("utf-8", "replace").strip()
         raise TransparencyError(
             f"the transparency log {url} refused the entry: HTTP {status}"
             + (f": {text}" if text else ""),
             hint=_HINT,
         )
-    return bytes(body)
+    return body

@@ -13,7 +13,7 @@ from typing import Final
 import requests
 
 from opk_sign.errors import NetworkError, TransparencyError
-from opk_sign.http import new_session
+from opk_sign.http import new_session, read_within
 from opk_sign.tlog.merkle import CompactRange, root_of
 from opk_sign.tlog.note import MAX_NOTE_BYTES
 from opk_sign.tlog.tiles import (
@@ -59,12 +59,9 @@ class TilesReader:
                     return None
                 if response.status_code != 200:
                     raise NetworkError(f"{url}: HTTP {response.status_code}", hint=_HINT)
-                body = bytearray()
-                for chunk in response.iter_content(64 * 1024):
-                    body += chunk
-                    if len(body) > limit:
-                        raise TransparencyError(f"{url}: larger than {limit} bytes")
-                return bytes(body)
+                return read_within(
+                    response, limit, lambda: TransparencyError(f"{url}: larger than {limit} bytes")
+                )
         except requests.RequestException as err:
             raise NetworkError(f"could not read {url}: {err}", hint=_HINT) from None
 

@@ -20,7 +20,7 @@ from opk_sign import deadline
 from opk_sign.bundle import MAX_TIMESTAMP_BYTES, Timestamp
 from opk_sign.deadline import DeadlineExceeded
 from opk_sign.errors import NetworkError, TimestampError
-from opk_sign.http import DEFAULT_HTTP, RETRY_STATUSES, new_session
+from opk_sign.http import DEFAULT_HTTP, RETRY_STATUSES, new_session, read_within
 from opk_sign.trust.timestamp import SHA256_OID, parse_token
 from opk_sign.urls import require_secure_url
 
@@ -123,14 +123,14 @@ def _post(url: str, query: bytes, session: requests.Session | None) -> bytes:
                     f"the timestamp authority {url} is unavailable: HTTP {status} after retries",
                     hint=_TSA_HINT,
                 )
-            body = bytearray()
-            for chunk in response.iter_content(16 * 1024):
-                body += chunk
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise TimestampError(
-                        f"the timestamp authority {url} answered more than "
-                        f"{MAX_RESPONSE_BYTES} bytes"
-                    )
+            body = read_within(
+                response,
+                MAX_RESPONSE_BYTES,
+                lambda: TimestampError(
+                    f"the timestamp authority {url} answered more than {MAX_RESPONSE_BYTES} bytes"
+                ),
+                chunk=16 * 1024,
+            )
     except requests.RequestException as err:
         raise NetworkError(
             f"could not reach the timestamp authority {url}: {err}", hint=_TSA_HINT
@@ -141,9 +141,9 @@ def _post(url: str, query: bytes, session: requests.Session | None) -> bytes:
         if session is None:
             http.close()
     if status not in (200, 201):
-        text = bytes(body[:200]).decode("utf-8", "replace").strip()
+        text = body[:200].decode("utf-8", "replace").strip()
         raise TimestampError(
             f"the timestamp authority {url} answered HTTP {status}" + (f": {text}" if text else ""),
             hint=_TSA_HINT,
         )
-    return bytes(body)
+    return body
