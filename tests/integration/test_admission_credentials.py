@@ -17,7 +17,6 @@ import pytest
 from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.admission.engine import Engine
 from opk_sign.admission.settings import Settings
-from opk_sign.cli.main import main
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import ExplicitCredentials
 from opk_sign.oci.keychain import Keychain
@@ -26,16 +25,12 @@ from opk_sign.sign.image import SigningOptions, sign_image
 from tests.services.images import push_sample_image
 from tests.services.oidc import generated_op_key
 from tests.services.registries import Registry, distribution
-from tests.services.tuf import StaticServer
+from tests.services.tuf import StaticServer, cli, team_repository
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("admission-credentials")]
 
 USER, PASSWORD = "node", "node-secret"
 REPO = "octo-org/app"
-
-
-def cli(*argv: object) -> int:
-    return main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +60,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, 
                     client=client,
                     options=SigningOptions(provenance=False),
                 )
-            work, keys, published = base / "repo", base / "keys", base / "published"
-            (base / "team.json").write_text(
-                json.dumps({"issuer": emulator.issuer, "repository": REPO})
-            )
-            for step in (
-                ("init", work),
-                ("set-policy", work, "team", base / "team.json"),
-                ("map", work, f"{registry.host}/octo-org/*", "team"),
-            ):
-                assert cli("trust", "repo", *step, "--keys-dir", keys) == 0, step
-            assert cli("trust", "repo", "publish", work, published) == 0
+            published = team_repository(
+                base, issuer=emulator.issuer, repository=REPO, pattern=f"{registry.host}/octo-org/*"
+            ).published
             server.serve(published)
             root = published / "metadata" / "1.root.json"
             assert cli("trust", "init", "--root", root, "--url", server.url) == 0

@@ -28,7 +28,6 @@ import pytest
 import requests
 
 from opk_sign._dev.github_oidc import GitHubOIDCEmulator
-from opk_sign.cli.main import main
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.keychain import Keychain
 from opk_sign.oidc import GitHubActionsProvider
@@ -37,16 +36,12 @@ from tests.services.faultproxy import Fault, FaultProxy, fault_proxy
 from tests.services.images import push_sample_image
 from tests.services.oidc import generated_op_key
 from tests.services.registries import olareg
-from tests.services.tuf import StaticServer
+from tests.services.tuf import StaticServer, cli, team_repository
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("admission-service")]
 
 REPO = "octo-org/app"
 API = "externaldata.gatekeeper.sh/v1beta1"
-
-
-def cli(*argv: object) -> int:
-    return main([str(a) for a in argv])
 
 
 @dataclass(frozen=True)
@@ -95,17 +90,9 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Images]:
             emulator.set_claims(repository="evil-org/app")
             sign_image(digests["impostor"], provider=provider, client=client, options=options)
 
-            work, keys, published = base / "repo", base / "keys", base / "published"
-            (base / "team.json").write_text(
-                json.dumps({"issuer": emulator.issuer, "repository": REPO})
-            )
-            for step in (
-                ("init", work),
-                ("set-policy", work, "team", base / "team.json"),
-                ("map", work, f"{registry.host}/octo-org/*", "team"),
-            ):
-                assert cli("trust", "repo", *step, "--keys-dir", keys) == 0, step
-            assert cli("trust", "repo", "publish", work, published) == 0
+            published = team_repository(
+                base, issuer=emulator.issuer, repository=REPO, pattern=f"{registry.host}/octo-org/*"
+            ).published
             server.serve(published)
             root = published / "metadata" / "1.root.json"
             assert cli("trust", "init", "--root", root, "--url", server.url) == 0

@@ -27,7 +27,6 @@ import pytest
 
 from opk_sign._dev.github_oidc import GitHubOIDCEmulator
 from opk_sign.admission.settings import parse_settings
-from opk_sign.cli.main import main
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.descriptor import Descriptor
 from opk_sign.oci.keychain import Keychain
@@ -39,15 +38,11 @@ from tests.services.faultproxy import Fault, FaultProxy, fault_proxy
 from tests.services.images import push_sample_image
 from tests.services.oidc import generated_op_key
 from tests.services.registries import olareg
-from tests.services.tuf import StaticServer
+from tests.services.tuf import StaticServer, cli, team_repository
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("containerd")]
 
 REPO = "octo-org/app"
-
-
-def cli(*argv: object) -> int:
-    return main([str(a) for a in argv])
 
 
 @dataclass
@@ -146,29 +141,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             sign(f"{registry.host}/octo-org/half-signed@{amd64.digest}")
 
             # The trust repository: octo-org/* on this registry must be signed by octo-org/app.
-            work, keys, published = base / "repo", base / "keys", base / "published"
-            inputs = base / "inputs"
-            inputs.mkdir()
-            (inputs / "team.json").write_text(
-                json.dumps({"issuer": emulator.issuer, "repository": REPO})
+            node_trust = team_repository(
+                base,
+                issuer=emulator.issuer,
+                repository=REPO,
+                pattern=f"{registry.host}/octo-org/*",
+                jwks=emulator.jwks(),
             )
-            (inputs / "jwks.json").write_text(json.dumps(emulator.jwks()))
-            steps = (
-                ("init", work),
-                ("set-policy", work, "team", inputs / "team.json"),
-                ("map", work, f"{registry.host}/octo-org/*", "team"),
-                (
-                    "add-jwks",
-                    work,
-                    "--issuer",
-                    emulator.issuer,
-                    "--jwks-file",
-                    inputs / "jwks.json",
-                ),
-            )
-            for step in steps:
-                assert cli("trust", "repo", *step, "--keys-dir", keys) == 0, step
-            assert cli("trust", "repo", "publish", work, published) == 0
+            work, keys, published = node_trust.dir, node_trust.keys, node_trust.published
             server.serve(published)
             root = published / "metadata" / "1.root.json"
             assert cli("trust", "init", "--root", root, "--url", f"http://{trust.host}") == 0

@@ -170,6 +170,35 @@ def build_repository(base: Path) -> Maintained:
     return Maintained(work, keys, published)
 
 
+def team_repository(
+    base: Path,
+    *,
+    issuer: str,
+    repository: str,
+    pattern: str,
+    jwks: dict[str, Any] | None = None,
+) -> Maintained:
+    """A repository made with the maintainer commands, for the verifiers that read a node's
+    trust: one policy, ``team`` (``issuer`` and ``repository``), mapped to ``pattern``, and the
+    issuer's ``jwks`` archived when given; published to ``base/published``."""
+    work, keys, published = base / "repo", base / "keys", base / "published"
+    inputs = base / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    (inputs / "team.json").write_text(json.dumps({"issuer": issuer, "repository": repository}))
+    steps: list[tuple[object, ...]] = [
+        ("init", work),
+        ("set-policy", work, "team", inputs / "team.json"),
+        ("map", work, pattern, "team"),
+    ]
+    if jwks is not None:
+        (inputs / "jwks.json").write_text(json.dumps(jwks))
+        steps.append(("add-jwks", work, "--issuer", issuer, "--jwks-file", inputs / "jwks.json"))
+    for step in steps:
+        assert cli("trust", "repo", *step, "--keys-dir", keys) == 0, step
+    assert cli("trust", "repo", "publish", work, published) == 0
+    return Maintained(work, keys, published)
+
+
 def tsa_pem() -> bytes:
     """A self-signed certificate standing in for a TSA chain (the client only carries bytes)."""
     from datetime import UTC, datetime, timedelta
