@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml requirements/ci.txt requirements/build.txt
 	$(PY) -m pip install -q --require-hashes --no-deps -r requirements/build.txt
 	$(PY) -m pip install -q --require-hashes --no-deps -r requirements/ci.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@# as pip does for a wheel: no process pays for compiling our sources (PYTHONDONTWRITEBYTECODE)
+	$(PY) -m compileall -q src
 	@touch $@
 
 # The hash-locked dependencies (docs/release.md, ADR 0011): runtime.txt for the action image,

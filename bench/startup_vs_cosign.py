@@ -37,6 +37,15 @@ from opk_sign.oidc import GitHubActionsProvider
 from opk_sign.sign.image import sign_image
 from opk_sign.verify.image import verify_image
 
+#: What a verification imports that no Python verifier could do without (HTTP, ECDSA/RSA, GQ's
+#: big-number arithmetic); opk-sign's own modules come on top.
+FLOOR_IMPORTS = (
+    "requests",
+    "gmpy2",
+    "cryptography.hazmat.primitives.asymmetric.ec",
+    "cryptography.hazmat.primitives.asymmetric.rsa",
+)
+
 
 def timed(argv: Sequence[str], env: dict[str, str]) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one run of ``argv``, which must succeed."""
@@ -117,6 +126,19 @@ def main() -> str:
                 opk.append(timed(opk_argv, bench.env))
                 cosign.append(timed(cosign_argv, bench.env))
             table.append(row(label, opk, cosign))
+        # The floor under any one-shot command of a Python verifier on this machine: starting the
+        # interpreter, and importing the libraries a verification cannot do without.
+        floors = [
+            ("Python starts (`python -c pass`)", [sys.executable, "-c", "pass"]),
+            (
+                "Python imports the HTTP and crypto libraries (requests, cryptography, gmpy2)",
+                [sys.executable, "-c", f"import {', '.join(FLOOR_IMPORTS)}"],
+            ),
+        ]
+        floor_rows = []
+        for label, argv in floors:
+            times = [timed(argv, bench.env)[0] for _ in range(args.runs)]
+            floor_rows.append(f"| {label} | {statistics.median(times) * 1000:.0f} ms |")
         # The CPU ceiling: warm verification in this process, CPU seconds per image, one core.
         options = bench.options()
         with RegistryClient(Keychain.anonymous()) as client:
@@ -133,6 +155,12 @@ def main() -> str:
         f"{__version__}, Python {platform.python_version()}, {cosign_version(bench.cosign)}",
         "",
         *table,
+        "",
+        "The floor of a one-shot Python command here, medians of the same number of runs:",
+        "",
+        "| what | wall time (median) |",
+        "| --- | ---: |",
+        *floor_rows,
         "",
         f"CPU ceiling: a warm verification of one single-platform image costs "
         f"{per_image * 1000:.2f} ms of CPU in this process (HTTP client, PK token, signature, "

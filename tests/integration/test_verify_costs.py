@@ -46,6 +46,7 @@ from tests.services.faultproxy import FaultProxy, fault_proxy
 from tests.services.images import push_sample_image
 from tests.services.oidc import CountingEmulator, generated_op_key
 from tests.services.registries import Registry, distribution, olareg
+from tests.unit.test_startup_imports import NOT_FOR_A_PLAIN_VERIFY, imported, loaded
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("verify-costs")]
 
@@ -56,6 +57,8 @@ BATCH = 20
 BATCH_JOBS = 8
 #: Registry requests to verify a single-platform image signed once, the run's one-time costs paid.
 MAX_REQUESTS_PER_IMAGE = 4
+#: Only for an index with BuildKit's attestations, or a policy with source requirements.
+BUILDKIT = ("opk_sign.payloads.buildkit", "opk_sign.verify.attestations", "opk_sign.oci.buildkit")
 #: The one-time cost on a registry without the referrers API: the probe that finds it missing.
 REFERRERS_PROBE = 1
 ISSUER_REQUESTS = ["GET /.well-known/openid-configuration", "GET /.well-known/jwks"]
@@ -215,6 +218,19 @@ def test_one_image_through_the_cli(
     probe = 0 if signed.registry.referrers_api else REFERRERS_PROBE
     assert len(registry) <= MAX_REQUESTS_PER_IMAGE + probe, registry
     assert emulator.requests == ISSUER_REQUESTS
+
+
+def test_one_image_in_a_fresh_process_loads_only_the_verifier(
+    signed: Signed, emulator: CountingEmulator, tmp_path: Path
+) -> None:
+    """The one-shot command (issue 13, start-up): a plain image's verification in a new process
+    loads neither the BuildKit attestation checks, nor TUF, the timestamp code, the
+    transparency log or YAML."""
+    argv = ["verify", signed.images[0], "--issuer", emulator.issuer, "--repository", REPO]
+    code, modules, out = imported(argv, tmp_path, DOCKER_CONFIG=str(tmp_path))
+    assert code == EXIT_OK, out
+    assert loaded(modules, (*NOT_FOR_A_PLAIN_VERIFY, *BUILDKIT)) == []
+    assert {"opk_sign.pktoken.gq", "opk_sign.oci.client"} <= modules  # it did verify
 
 
 # --- a batch ------------------------------------------------------------------------------------

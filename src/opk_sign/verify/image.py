@@ -16,10 +16,9 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from opk_sign import deadline
 from opk_sign.bundle import (
@@ -47,15 +46,8 @@ from opk_sign.oci.client import RefLike, RegistryClient
 from opk_sign.oci.descriptor import Descriptor, Platform
 from opk_sign.oci.manifest import ImageManifest, Manifest, parse_manifest
 from opk_sign.oci.reference import Reference, image_key
-from opk_sign.payloads.buildkit import PlatformSources, attestations_in_index
 from opk_sign.pktoken.verify import VerifiedPKToken
 from opk_sign.policy import AllOf, AnyOf, ClaimPolicy, IdentityPolicy
-from opk_sign.verify.attestations import (
-    BuildKitContext,
-    check_buildkit_attestations,
-    check_source,
-    config_platform,
-)
 from opk_sign.verify.bundle import verify_attestation_bundle, verify_signature_bundle
 from opk_sign.verify.options import OptionsFor, VerifyOptions, options_for
 from opk_sign.verify.outcome import (
@@ -65,6 +57,11 @@ from opk_sign.verify.outcome import (
     Outcome,
     identity_of,
 )
+
+# BuildKit's attestations and per-platform source requirements are checked by modules imported
+# when an image or a policy has them: a one-shot verification of a plain image never loads them.
+if TYPE_CHECKING:
+    from opk_sign.verify.attestations import BuildKitContext
 
 #: Bundles tried per manifest, and the time they may take together. Whoever can push referrers
 #: can add bundles, so neither bound may be spendable by listing order: distinct bundles whose
@@ -199,11 +196,13 @@ def _verify_tree(
         )
         # Per-platform source requirements (a library file's architectures): a plain manifest's
         # platform is its config's, checked like an index entry's (docs/official-images.md).
-        own = (
-            config_platform(client, ref, manifest)
-            if isinstance(options.source, PlatformSources)
-            else None
-        )
+        own = None
+        if options.source is not None:
+            from opk_sign.payloads.buildkit import PlatformSources
+            from opk_sign.verify.attestations import config_platform
+
+            if isinstance(options.source, PlatformSources):
+                own = config_platform(client, ref, manifest)
         return [
             _verify_manifest(client, ref, descriptor, own, options, attest=True, buildkit=alone)
         ]
@@ -219,14 +218,18 @@ def _verify_tree(
             )
     results = [_verify_manifest(client, ref, descriptor, None, options, attest=False)]
     # BuildKit's in-index attestation manifests: covered by the index's signature when it passed.
-    context = _buildkit_context(
-        client,
-        ref,
-        options,
-        index_digest=descriptor.digest,
-        index_verified=results[0].outcome is Outcome.VERIFIED,
-        listed=attestations_in_index(manifest),
-    )
+    context = None
+    if _wants_buildkit(options):
+        from opk_sign.payloads.buildkit import attestations_in_index
+
+        context = _buildkit_context(
+            client,
+            ref,
+            options,
+            index_digest=descriptor.digest,
+            index_verified=results[0].outcome is Outcome.VERIFIED,
+            listed=attestations_in_index(manifest),
+        )
     for child in platforms:
         results.append(
             _verify_manifest(
@@ -250,7 +253,13 @@ def _buildkit_context(
     index_digest: str | None,
     index_verified: bool,
     listed: dict[str, list[Descriptor]],
-) -> BuildKitContext:
+) -> BuildKitContext | None:
+    """What BuildKit's attestations and source requirements need, or None when the verification
+    asks for neither (so a plain verification never loads their checks)."""
+    if not _wants_buildkit(options):
+        return None
+    from opk_sign.verify.attestations import BuildKitContext
+
     def own_signature(digest: str) -> list[BundleCheck]:
         referrers = client.list_referrers(ref, digest)
         signatures = [d for d in referrers if d.artifact_type == SIGNATURE_ARTIFACT_TYPE]
@@ -261,6 +270,10 @@ def _buildkit_context(
         )
 
     return BuildKitContext(index_digest, index_verified, listed, own_signature)
+
+
+def _wants_buildkit(options: VerifyOptions) -> bool:
+    return bool(options.attestations) or options.source is not None
 
 
 def _platform_matches(have: Platform | None, want: Platform) -> bool:
@@ -346,6 +359,8 @@ def _verify_manifest(
                 message = _message(digest, platform, what, att_check, outcome)
                 break
     if outcome is Outcome.VERIFIED and attest and options.source is not None and buildkit:
+        from opk_sign.verify.attestations import check_source
+
         added, outcome, failed = check_source(
             client,
             ref,
@@ -399,6 +414,8 @@ def _attestation_checks(
             pending = err
     kinds = ["attestation"] if candidates else []
     if buildkit is not None and _decide(checks) is not Outcome.VERIFIED:
+        from opk_sign.verify.attestations import check_buildkit_attestations
+
         bk_checks: list[BundleCheck] = []
         try:
             bk_checks = check_buildkit_attestations(
@@ -755,6 +772,8 @@ def verify_images(
         for image in images:
             yield one(image)
         return
+    from concurrent.futures import ThreadPoolExecutor
+
     pool = ThreadPoolExecutor(max_workers=min(jobs, len(images)))
     try:
         yield from pool.map(one, images)

@@ -24,7 +24,6 @@ from opk_sign.errors import FormatError, UsageError
 from opk_sign.http import DEFAULT_HTTP, HTTPConfig, new_session
 from opk_sign.issuer import default_issuer
 from opk_sign.oci.descriptor import Platform
-from opk_sign.payloads.buildkit import PlatformSources, SourceRequirement
 from opk_sign.pktoken import ExpiryPolicy, OPKeySource
 from opk_sign.pktoken.verify import MAX_AGE_24H, PKTokenCache
 from opk_sign.policy import (
@@ -40,6 +39,8 @@ from opk_sign.policy import (
 )
 
 if TYPE_CHECKING:
+    # BuildKit's source requirements: imported when a verification asks for one (issue 13).
+    from opk_sign.payloads.buildkit import PlatformSources, SourceRequirement
     from opk_sign.tlog.checkpoint import TlogTrust
     from opk_sign.trust.client import TrustClient
     from opk_sign.trust.jwks_archive import JWKSArchive
@@ -615,6 +616,8 @@ def build_verify_options(
 def _source(repository: str | None, commit: str | None) -> SourceRequirement | None:
     if repository is None and commit is None:
         return None
+    from opk_sign.payloads.buildkit import SourceRequirement
+
     return SourceRequirement(repository, commit)
 
 
