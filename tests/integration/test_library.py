@@ -213,3 +213,42 @@ def test_a_malformed_library_file_is_refused_with_its_line(
     bad.write_text(LIBRARY.replace("Directory: latest/musl", "Dockerfile: latest/musl"))
     assert verify(setup, bad) == 2
     assert f"{bad}, line 16: unknown field 'Dockerfile'" in capsys.readouterr().err
+
+
+class _Signing(Exception):
+    """Raised by the stand-in for sign_images: what it was handed is all this test wants."""
+
+
+@pytest.mark.parametrize(
+    ("flags", "environ", "tlog"),
+    [
+        ((), {"OPK_SIGN_TLOG": ""}, "auto"),  # sign's default: public repositories are logged
+        ((), {"OPK_SIGN_TLOG": "always"}, "always"),
+        (("--tlog", "never"), {"OPK_SIGN_TLOG": "always"}, "never"),
+        (("--tlog", "always", "--tlog-url", "https://log.example"), {}, "always"),
+    ],
+)
+def test_library_sign_logs_as_sign_does(
+    setup: Setup,
+    monkeypatch: pytest.MonkeyPatch,
+    flags: tuple[str, ...],
+    environ: dict[str, str],
+    tlog: str,
+) -> None:
+    """``--tlog``, ``--tlog-url`` and their environment reach the signing of every tag. Nothing is
+    signed here: the emulator's tokens must never reach a public log (tests/conftest.py)."""
+    handed: list[Any] = []
+
+    def sign_images(images: list[str], **kwargs: Any) -> None:
+        handed.append(kwargs["options"])
+        raise _Signing
+
+    monkeypatch.setattr("opk_sign.sign.batch.sign_images", sign_images)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(_Signing):
+        cli(setup, "sign", str(setup.library), *flags)
+    (options,) = handed
+    assert options.tlog == tlog
+    if "--tlog-url" in flags:
+        assert options.tlog_url == "https://log.example"

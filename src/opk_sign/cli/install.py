@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from opk_sign.cli.options import add_insecure_registry_option
+
 HELP = "install opk-sign where images are pulled (containerd's image verifier)"
 
 
@@ -73,13 +75,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a docker config.json with the node's registry credentials (default: the docker "
         "config of the user containerd runs as)",
     )
-    verifier.add_argument(
-        "--insecure-registry",
-        dest="insecure_registries",
-        action="append",
-        default=[],
-        metavar="HOST[:PORT]",
-        help="a registry reached over plain HTTP (repeatable; loopback needs none)",
+    add_insecure_registry_option(
+        verifier, "a registry reached over plain HTTP (repeatable; loopback needs none)"
     )
     verifier.add_argument("--issuer", help="the OIDC issuer (default: GitHub Actions')")
     verifier.set_defaults(func=run)
@@ -92,9 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from opk_sign.containerd.install import install
     from opk_sign.errors import UsageError
     from opk_sign.trust.location import default_trust_dir
-    from opk_sign.urls import InsecureRegistries
 
-    InsecureRegistries.parse(args.insecure_registries, "--insecure-registry")
     trust_dir = args.trust_dir or default_trust_dir()
 
     def absolute(path: Path | None) -> Path | None:

@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from opk_sign.cli.options import add_policy_options, add_registry_options, add_trust_options
+from opk_sign.cli.options import (
+    add_policy_options,
+    add_registry_options,
+    add_signing_options,
+    add_trust_options,
+)
 from opk_sign.errors import EXIT_OK, UsageError
-from opk_sign.issuer import ISSUER_VAR
 
 if TYPE_CHECKING:
     from opk_sign.library.bashbrew import LibraryFile, TagPlan
@@ -44,6 +47,10 @@ exit codes (verify: the worst tag's; sign: the first failure's):
       entry's GitRepo at its GitCommit, or it lacks an architecture the file lists
   12  signatures present but none valid
   13  registry or network error  ·  14 trust material error  ·  15 a tag does not exist
+
+sign takes `opk-sign sign`'s signing options and environment (OPK_SIGN_OIDC_ISSUER,
+OPK_SIGN_TIMESTAMP_URL, OPK_SIGN_TLOG, OPK_SIGN_TLOG_URL): by default (--tlog auto) a public
+repository's signatures are logged in the transparency log, as `sign` logs them
 
 examples:
   opk-sign library verify library/busybox --repository docker-library/busybox
@@ -98,21 +105,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_false",
         help="do not attach opk-sign's own SLSA provenance (BuildKit's stays in the index)",
     )
-    timestamps = sign.add_mutually_exclusive_group()
-    timestamps.add_argument("--timestamp-url", metavar="URL", help="RFC 3161 timestamp authority")
-    timestamps.add_argument("--no-timestamp", action="store_true", help="do not timestamp")
-    sign.add_argument(
-        "--oidc-issuer",
-        default=os.environ.get(ISSUER_VAR) or None,
-        metavar="URL",
-        help="the issuer the ID token must come from (default: GitHub's for this server)",
-    )
     sign.add_argument(
         "--summary",
         type=Path,
         metavar="FILE",
         help="append a Markdown table of the tags to FILE (e.g. $GITHUB_STEP_SUMMARY)",
     )
+    add_signing_options(sign)  # `sign`'s own: the same flags, defaults and environment
     add_registry_options(sign)
     sign.set_defaults(func=run_sign)
 
@@ -282,21 +281,13 @@ def write_summary(
 
 
 def run_sign(args: argparse.Namespace) -> int:
-    from opk_sign.cli.options import registry_client
-    from opk_sign.cli.sign import timestamp_url
+    from opk_sign.cli.options import registry_client, signing
     from opk_sign.errors import ImageNotFoundError, NotFoundError, OpkSignError
     from opk_sign.oci.reference import Reference
-    from opk_sign.oidc import GitHubActionsProvider
     from opk_sign.sign.batch import sign_images
-    from opk_sign.sign.image import SigningOptions
 
     _, tagged = read_library(args)
-    options = SigningOptions(
-        provenance=args.provenance,
-        server_url=os.environ.get("GITHUB_SERVER_URL") or "https://github.com",
-        timestamp_url=timestamp_url(args, os.environ),
-    )
-    provider = GitHubActionsProvider(issuer=args.oidc_issuer)
+    provider, options = signing(args, provenance=args.provenance)
     registry = Reference.parse(tagged[0].image).registry
     digests: dict[str, str] = {}
     errors: dict[str, OpkSignError] = {}

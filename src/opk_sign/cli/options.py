@@ -1,6 +1,6 @@
 """Option groups shared by the subcommands: the identity policy, the trust material and what to
-verify (``verify``, ``pr-check``), and registry credentials (every command that talks to a
-registry).
+verify (``verify``, ``pr-check``), registry credentials (every command that talks to a
+registry), and signing (``sign``, ``library sign``).
 
 One definition of each flag, so every command reads it the same way. Parsed options become
 library values here and nothing more: :func:`verify_options` hands them to
@@ -22,7 +22,7 @@ from opk_sign.errors import UsageError
 from opk_sign.http import DEFAULT_HTTP
 from opk_sign.identity import NO_REGEX
 from opk_sign.identity import POLICY_FIELDS as FIELDS
-from opk_sign.issuer import default_issuer
+from opk_sign.issuer import ISSUER_VAR, default_issuer
 from opk_sign.urls import (
     ENV_INSECURE_REGISTRIES,
     INSECURE_REGISTRY_FLAG,
@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
     from opk_sign.http import HTTPConfig
     from opk_sign.oci.client import RegistryClient
+    from opk_sign.oidc import TokenProvider
     from opk_sign.policy import AllOf
+    from opk_sign.sign.image import SigningOptions
     from opk_sign.verify.options import OptionsFor, VerifyOptions
 
 
@@ -285,18 +287,28 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         f"{DEFAULT_HTTP.exchange_timeout:g}); verify also bounds each image and the run by it "
         "(docs/verify.md, Deadlines)",
     )
-    group.add_argument(
+    add_insecure_registry_option(
+        group,
+        "reach this registry over plain HTTP (repeatable; also "
+        f"${ENV_INSECURE_REGISTRIES}, comma- or space-separated): exactly as written, so "
+        "10.0.0.5:5000 is not 10.0.0.5 on another port, and a token server on plain HTTP must "
+        "be named too. Anyone on the network can read and change what is sent, credentials "
+        "included; loopback registries need no flag, every other registry gets HTTPS",
+    )
+
+
+def add_insecure_registry_option(parser: argparse._ActionsContainer, help_text: str) -> None:
+    """--insecure-registry HOST[:PORT] (repeatable, ``args.insecure_registries``), each checked
+    as it is parsed: a bad one is a usage error naming the flag, the same in every command. The
+    help is the command's: not every command also reads the environment."""
+    parser.add_argument(
         INSECURE_REGISTRY_FLAG,
         dest="insecure_registries",
         action="append",
         default=[],
         type=_registry_host,
         metavar="HOST[:PORT]",
-        help="reach this registry over plain HTTP (repeatable; also "
-        f"${ENV_INSECURE_REGISTRIES}, comma- or space-separated): exactly as written, so "
-        "10.0.0.5:5000 is not 10.0.0.5 on another port, and a token server on plain HTTP must "
-        "be named too. Anyone on the network can read and change what is sent, credentials "
-        "included; loopback registries need no flag, every other registry gets HTTPS",
+        help=help_text,
     )
 
 
@@ -370,3 +382,84 @@ def registry_client(
         http_config(args),
         insecure_registries=insecure.union(InsecureRegistries.from_environment(env)),
     )
+
+
+# --- signing (sign, library sign) ----------------------------------------------------------------
+
+#: For --help only (importing opk_sign.trust.tsa here would slow every command down); the
+#: default itself is opk_sign.trust.tsa.DEFAULT_TIMESTAMP_URL.
+PUBLIC_TSA = "https://timestamp.sigstore.dev/api/v1/timestamp"
+#: Likewise opk_sign.tlog.client.DEFAULT_TLOG_URL.
+PUBLIC_TLOG = "https://log2025-1.rekor.sigstore.dev"
+ENV_TLOG = "OPK_SIGN_TLOG"
+ENV_TLOG_URL = "OPK_SIGN_TLOG_URL"
+
+
+def add_signing_options(parser: argparse.ArgumentParser) -> None:
+    """The ID token's issuer, the timestamp authority and the transparency log: one definition
+    for every command that signs, so that ``sign`` and ``library sign`` take the same flags with
+    the same defaults and environment, and log public repositories alike (:func:`signing`)."""
+    group = parser.add_argument_group("signing")
+    timestamps = group.add_mutually_exclusive_group()
+    timestamps.add_argument(
+        "--timestamp-url",
+        metavar="URL",
+        help="RFC 3161 timestamp authority that timestamps every signature, so that it verifies "
+        "after the PK token's 24 hours (default: $OPK_SIGN_TIMESTAMP_URL, else Sigstore's public "
+        f"TSA {PUBLIC_TSA})",
+    )
+    timestamps.add_argument(
+        "--no-timestamp",
+        action="store_true",
+        help="do not timestamp; the signatures then verify only while the PK token is fresh",
+    )
+    group.add_argument(
+        "--oidc-issuer",
+        default=os.environ.get(ISSUER_VAR) or None,
+        metavar="URL",
+        help="the issuer the ID token must come from (default: GitHub's for this server)",
+    )
+    group.add_argument(
+        "--tlog",
+        choices=("auto", "always", "never"),
+        default=os.environ.get(ENV_TLOG) or "auto",
+        help="log every signature and attestation in a Rekor v2 transparency log: auto (only "
+        "when the ID token says the repository is public), always, never (default: "
+        f"${ENV_TLOG}, else auto; docs/transparency.md)",
+    )
+    group.add_argument(
+        "--tlog-url",
+        metavar="URL",
+        default=os.environ.get(ENV_TLOG_URL) or None,
+        help=f"the Rekor v2 log (default: ${ENV_TLOG_URL}, else Sigstore's {PUBLIC_TLOG})",
+    )
+
+
+def signing(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None, **options: Any
+) -> tuple[TokenProvider, SigningOptions]:
+    """Where the ID token comes from, and the SigningOptions of the signing flags and the
+    environment; ``options`` are the command's own (``provenance``, ``recursive``...)."""
+    from opk_sign.oidc import GitHubActionsProvider
+    from opk_sign.sign.image import SigningOptions
+    from opk_sign.tlog.client import DEFAULT_TLOG_URL
+
+    env = os.environ if environ is None else environ
+    signing_options = SigningOptions(
+        server_url=env.get("GITHUB_SERVER_URL") or "https://github.com",
+        timestamp_url=timestamp_url(args, env),
+        tlog=str(args.tlog),
+        tlog_url=str(args.tlog_url or DEFAULT_TLOG_URL),
+        **options,
+    )
+    return GitHubActionsProvider(issuer=args.oidc_issuer), signing_options
+
+
+def timestamp_url(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
+    """The TSA to timestamp with: --timestamp-url, else $OPK_SIGN_TIMESTAMP_URL, else the public
+    default; None with --no-timestamp."""
+    from opk_sign.trust.tsa import DEFAULT_TIMESTAMP_URL, TIMESTAMP_URL_VAR
+
+    if args.no_timestamp:
+        return None
+    return str(args.timestamp_url or env.get(TIMESTAMP_URL_VAR) or DEFAULT_TIMESTAMP_URL)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from opk_sign.cli.options import add_insecure_registry_option
+
 HELP = "an HTTP verification service for Kubernetes admission (external data provider)"
 
 EPILOG = """\
@@ -57,13 +59,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FILE",
         help="a docker config.json (default: this user's docker config)",
     )
-    parser.add_argument(
-        "--insecure-registry",
-        dest="insecure_registries",
-        action="append",
-        default=[],
-        metavar="HOST[:PORT]",
-        help="a registry reached over plain HTTP (repeatable; loopback needs none)",
+    add_insecure_registry_option(
+        parser, "a registry reached over plain HTTP (repeatable; loopback needs none)"
     )
     limits = parser.add_argument_group("limits")
     limits.add_argument(

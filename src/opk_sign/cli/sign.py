@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from opk_sign.cli.options import add_registry_options
+from opk_sign.cli.options import add_registry_options, add_signing_options
 from opk_sign.errors import UsageError
-from opk_sign.issuer import ISSUER_VAR
 
 if TYPE_CHECKING:
     from opk_sign.sign.image import SigningResult
-
-#: For --help only (importing opk_sign.trust.timestamp here would slow every command down); the
-#: default itself is opk_sign.trust.timestamp.DEFAULT_TIMESTAMP_URL.
-PUBLIC_TSA = "https://timestamp.sigstore.dev/api/v1/timestamp"
-#: Likewise opk_sign.tlog.client.DEFAULT_TLOG_URL.
-PUBLIC_TLOG = "https://log2025-1.rekor.sigstore.dev"
 
 EPILOG = """\
 exit codes:
@@ -102,19 +93,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="URI",
         help="the predicate's type, e.g. https://spdx.dev/Document",
     )
-    timestamps = parser.add_mutually_exclusive_group()
-    timestamps.add_argument(
-        "--timestamp-url",
-        metavar="URL",
-        help="RFC 3161 timestamp authority that timestamps every signature, so that it verifies "
-        "after the PK token's 24 hours (default: $OPK_SIGN_TIMESTAMP_URL, else Sigstore's public "
-        f"TSA {PUBLIC_TSA})",
-    )
-    timestamps.add_argument(
-        "--no-timestamp",
-        action="store_true",
-        help="do not timestamp; the signatures then verify only while the PK token is fresh",
-    )
     parser.add_argument(
         "-o",
         "--output",
@@ -122,26 +100,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="text",
         help="output format (default: text)",
     )
-    parser.add_argument(
-        "--oidc-issuer",
-        default=os.environ.get(ISSUER_VAR) or None,
-        metavar="URL",
-        help="the issuer the ID token must come from (default: GitHub's for this server)",
-    )
-    parser.add_argument(
-        "--tlog",
-        choices=("auto", "always", "never"),
-        default=os.environ.get("OPK_SIGN_TLOG") or "auto",
-        help="log every signature and attestation in a Rekor v2 transparency log: auto (only "
-        "when the ID token says the repository is public), always, never (default: "
-        "$OPK_SIGN_TLOG, else auto; docs/transparency.md)",
-    )
-    parser.add_argument(
-        "--tlog-url",
-        metavar="URL",
-        default=os.environ.get("OPK_SIGN_TLOG_URL") or None,
-        help=f"the Rekor v2 log (default: $OPK_SIGN_TLOG_URL, else Sigstore's {PUBLIC_TLOG})",
-    )
+    add_signing_options(parser)
     add_registry_options(parser)
     parser.set_defaults(func=run)
 
@@ -149,10 +108,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from opk_sign.cli.options import registry_client
+    from opk_sign.cli.options import registry_client, signing
     from opk_sign.oci.reference import Reference
-    from opk_sign.oidc import GitHubActionsProvider
-    from opk_sign.sign.image import CustomPredicate, SigningOptions, sign_image
+    from opk_sign.sign.image import CustomPredicate, sign_image
 
     if args.predicate_type and not args.predicate:
         raise UsageError("--predicate-type needs --predicate FILE")
@@ -161,18 +119,11 @@ def run(args: argparse.Namespace) -> int:
     )
     if (args.image is None) == (args.images_from is None):
         raise UsageError("give IMAGE or --images-from FILE (one of them)")
-    options = SigningOptions(
-        recursive=args.recursive,
-        provenance=args.provenance,
-        predicate=predicate,
-        server_url=os.environ.get("GITHUB_SERVER_URL") or "https://github.com",
-        timestamp_url=timestamp_url(args, os.environ),
-        tlog=str(args.tlog),
-        tlog_url=str(args.tlog_url or PUBLIC_TLOG),
+    provider, options = signing(
+        args, recursive=args.recursive, provenance=args.provenance, predicate=predicate
     )
     if args.attestation_manifests:
         options = replace(options, attestation_manifests=True)
-    provider = GitHubActionsProvider(issuer=args.oidc_issuer)
     if args.images_from is not None:
         from opk_sign.cli.signbatch import run_batch
 
@@ -185,16 +136,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_result(result))
     return 0
-
-
-def timestamp_url(args: argparse.Namespace, env: Mapping[str, str]) -> str | None:
-    """The TSA to timestamp with: --timestamp-url, else $OPK_SIGN_TIMESTAMP_URL, else the public
-    default; None with --no-timestamp."""
-    from opk_sign.trust.tsa import DEFAULT_TIMESTAMP_URL, TIMESTAMP_URL_VAR
-
-    if args.no_timestamp:
-        return None
-    return str(args.timestamp_url or env.get(TIMESTAMP_URL_VAR) or DEFAULT_TIMESTAMP_URL)
 
 
 def format_result(result: SigningResult) -> str:

@@ -381,3 +381,62 @@ def test_every_registry_command_has_the_flag(
     out = capsys.readouterr().out
     assert "--insecure-registry HOST[:PORT]" in out
     assert ENV_INSECURE_REGISTRIES in out
+
+
+# serve and install containerd-verifier take verify's definition of the flag: checked as parsed.
+SERVE = ["serve", "--listen", "127.0.0.1:0"]
+INSTALL = ["install", "containerd-verifier"]
+
+
+def _usage_message(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    return err.split(": error: ", 1)[1].split("\nusage: ", 1)[0]
+
+
+@pytest.mark.parametrize("value", ["http://10.0.0.5:5000", "10.0.0.0/8", "a b", ""])
+@pytest.mark.parametrize("command", [SERVE, INSTALL], ids=["serve", "install"])
+def test_serve_and_install_refuse_a_bad_host_as_verify_does(
+    command: list[str], value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = _usage_message([*command, "--insecure-registry", value], capsys)
+    assert message.startswith("argument --insecure-registry: "), message
+    assert message == _usage_message(["verify", "r.io/a:v1", "--insecure-registry", value], capsys)
+
+
+class _Built(Exception):
+    """Raised by the fake engine: serve got as far as its settings."""
+
+
+def test_serve_hands_the_named_registries_to_the_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+
+    def engine(settings: Any) -> None:
+        seen.append(settings)
+        raise _Built
+
+    monkeypatch.setattr("opk_sign.admission.engine.Engine", engine)
+    argv = [*SERVE, "--insecure-registry", "10.0.0.5:5000", "--insecure-registry", "r.internal"]
+    with pytest.raises(_Built):
+        main(argv)
+    assert seen[0].insecure_registries == ("10.0.0.5:5000", "r.internal")
+
+
+def test_install_writes_the_named_registries(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            *INSTALL,
+            *("--bin-dir", str(tmp_path / "iv" / "bin"), "--trust-dir", str(tmp_path / "trust")),
+            *("--cache-dir", str(tmp_path / "cache"), "--audit-log", str(tmp_path / "a.jsonl")),
+            *("--insecure-registry", "10.0.0.5:5000"),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    from opk_sign.admission.settings import parse_settings
+
+    written = next((tmp_path / "iv").glob("*.toml"))
+    assert parse_settings(written.read_bytes(), str(written)).insecure_registries == (
+        "10.0.0.5:5000",
+    )

@@ -22,7 +22,7 @@ from opk_sign.actions.sign import ActionInputs, signing_options
 from opk_sign.bundle import Bundle, Timestamp
 from opk_sign.cli.main import build_parser
 from opk_sign.cli.main import main as cli_main
-from opk_sign.cli.sign import PUBLIC_TSA, timestamp_url
+from opk_sign.cli.options import PUBLIC_TSA, timestamp_url
 from opk_sign.errors import (
     ExpiredTokenError,
     FormatError,
