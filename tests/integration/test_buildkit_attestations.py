@@ -102,6 +102,8 @@ def test_inspect_shows_attestation_manifests_under_their_platform(
         (attestation,) = node["attestations"]
         assert attestation["digest"] == image.attestations[node["platform"]].digest
         assert attestation["predicateTypes"] == [SLSA_PROVENANCE_V1, SPDX_DOCUMENT]
+        # Its `subject` makes it a referrer of the platform too: shown once, as the attestation.
+        assert attestation["digest"] not in {r["digest"] for r in node["referrers"]}
 
     assert main(["inspect", ref]) == EXIT_OK
     text = capsys.readouterr().out

@@ -175,7 +175,14 @@ def test_verify_online_require_tlog_and_a_stripped_entry_is_12(
 ) -> None:
     keys = world.log.keys_file(world.work / "tlog-keys-online.txt")
     common = ["verify", "--issuer", world.emulator.issuer, "--repository", REPO, "--no-trust-repo"]
+    capsys.readouterr()
     assert main([*common, "--require-tlog", "--tlog-keys", str(keys), logged.tag]) == EXIT_OK
+    # The entry that was verified is reported: in the text and in the JSON document.
+    assert f"logged:         signature in {world.log.origin}, entry " in capsys.readouterr().out
+    assert main([*common, "--tlog-keys", str(keys), "-o", "json", logged.tag]) == EXIT_OK
+    (check,) = json.loads(capsys.readouterr().out)["manifests"][0]["bundles"]
+    (entry,) = check["transparencyLog"]
+    assert entry["origin"] == world.log.origin and 0 <= entry["logIndex"] < entry["treeSize"]
     # Signed without a log (as if the entry had been stripped): refused when required...
     bare = world.registry.ref(REPO, "bare")
     sign(world, bare, tlog="never")
@@ -192,8 +199,11 @@ def test_verify_online_require_tlog_and_a_stripped_entry_is_12(
     argv += ["--no-trust-repo", "--tlog-keys", str(keys)]
     assert main([*argv, bare]) == EXIT_INVALID_SIGNATURE
     assert main([*argv, logged.tag]) == EXIT_OK
-    # Not required: a bundle without an entry verifies as before.
-    assert main([*common, "--tlog-keys", str(keys), bare]) == EXIT_OK
+    # Not required: a bundle without an entry verifies as before (and reports no entry).
+    capsys.readouterr()
+    assert main([*common, "--tlog-keys", str(keys), "-o", "json", bare]) == EXIT_OK
+    (check,) = json.loads(capsys.readouterr().out)["manifests"][0]["bundles"]
+    assert "transparencyLog" not in check
     # Required without any trusted log key: a usage error, before anything is read.
     assert main([*common, "--require-tlog", bare]) == EXIT_USAGE
 

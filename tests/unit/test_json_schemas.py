@@ -412,3 +412,46 @@ def test_buildkit_documents_validate() -> None:
         ),
     )
     valid(json.loads(json.dumps(with_attestation.to_dict())), "sign")
+
+
+def test_verified_transparency_log_entries_are_in_the_schema_and_the_text() -> None:
+    from opk_sign.tlog.verify import VerifiedLogEntry
+    from opk_sign.verify.outcome import format_result
+
+    entry = VerifiedLogEntry("log.example/2026", 41, 42, {"w2.example": 2, "w1.example": 1})
+    assert entry.to_dict() == {
+        "origin": "log.example/2026",
+        "logIndex": 41,
+        "treeSize": 42,
+        "witnesses": ["w1.example", "w2.example"],
+    }
+    logged = BundleCheck(
+        C,
+        "signature",
+        Outcome.VERIFIED,
+        claims={"repository": REPOSITORY},
+        transparency_log=(entry.to_dict(),),
+    )
+    manifest = ManifestResult(B, mediatypes.OCI_MANIFEST, None, Outcome.VERIFIED, "ok", (logged,))
+    result = ImageResult(f"{REFERENCE}:v1", Outcome.VERIFIED, "ok", REFERENCE, B, (manifest,))
+    document = json.loads(json.dumps(result.to_dict()))
+    valid(document, "verify")
+    assert document["manifests"][0]["bundles"][0]["transparencyLog"][0]["logIndex"] == 41
+    text = format_result(result)
+    assert (
+        "logged:         signature in log.example/2026, entry 41 of 42, cosigned by w1.example, "
+        "w2.example"
+    ) in text
+    # Not logged (or no log key trusted): no key at all, nothing in the text.
+    plain = dataclasses.replace(logged, transparency_log=())
+    assert "transparencyLog" not in plain.to_dict()
+    shown = dataclasses.replace(result, manifests=(dataclasses.replace(manifest, checks=(plain,)),))
+    assert "logged:" not in format_result(shown)
+    # A malformed entry is not what the schema promises.
+    broken = dataclasses.replace(logged, transparency_log=({"origin": "x", "logIndex": -1},))
+    invalid(
+        dataclasses.replace(
+            result, manifests=(dataclasses.replace(manifest, checks=(broken,)),)
+        ).to_dict(),
+        "verify",
+    )

@@ -133,7 +133,13 @@ def _attach_attestations(
             else []
         )
         target = platforms.get(attestation_target(child) or "")
-        (target.attestations if target is not None else node.manifests).append(attestation)
+        if target is None:
+            node.manifests.append(attestation)
+            continue
+        target.attestations.append(attestation)
+        # Newer BuildKit also gives the attestation manifest a `subject`: the referrers API then
+        # lists it under its platform too. It is shown once, as the attestation it is.
+        target.referrers = [r for r in target.referrers if r.descriptor.digest != child.digest]
 
 
 def _referrers(client: RegistryClient, ref: Reference, digest: str, depth: int) -> list[TreeNode]:

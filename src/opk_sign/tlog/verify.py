@@ -20,6 +20,7 @@ refused (exit 12): stripping the entry is a downgrade. Pure logic, no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from opk_sign.bundle import Bundle
 from opk_sign.errors import FormatError, OpkSignError, TransparencyError, UsageError
@@ -42,6 +43,15 @@ class VerifiedLogEntry:
     tree_size: int
     #: Witnesses whose cosignature verified (name: POSIX time).
     cosigners: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As ``verify -o json`` reports it (docs/schemas/verify.schema.json)."""
+        return {
+            "origin": self.origin,
+            "logIndex": self.log_index,
+            "treeSize": self.tree_size,
+            "witnesses": sorted(self.cosigners),
+        }
 
 
 def verify_entry(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -577,6 +577,25 @@ def _fetch_bundle(
     return Bundle.from_json(client.get_blob(ref, layer.digest))
 
 
+@dataclass(frozen=True)
+class Decided:
+    """A bundle that passed :func:`decide_bundle`: its signer, and the transparency log entries
+    verified with it (none when no log key was trusted or the bundle has none)."""
+
+    pk_token: VerifiedPKToken
+    log_entries: tuple[dict[str, Any], ...] = ()
+
+    def check(self, referrer: str, kind: str, predicate_type: str | None = None) -> BundleCheck:
+        return BundleCheck(
+            referrer,
+            kind,
+            Outcome.VERIFIED,
+            claims=identity_of(self.pk_token),
+            predicate_type=predicate_type,
+            transparency_log=self.log_entries,
+        )
+
+
 def decide_bundle(
     bundle: Bundle,
     *,
@@ -584,29 +603,33 @@ def decide_bundle(
     repository: str,
     predicate_type: str | None,
     options: VerifyOptions,
-) -> VerifiedPKToken:
+) -> Decided:
     """The one decision on a bundle, whatever its source (a registry or a file): bound to this
     manifest ``digest`` and, for a signature, this ``repository``; a signature where one is
     required (``predicate_type`` None), else an attestation of exactly ``predicate_type``."""
     # A bundle of the other kind is refused by the verifier itself ("bundle: not a signature
     # (it holds a DSSE envelope ...)"): a kind never stands in for the other.
+    logged: tuple[dict[str, Any], ...] = ()
     if options.tlog is not None or options.require_tlog:
         # Transparency first (offline: the entry's own proof and checkpoint), so that a stripped
         # entry is "invalid" (12) whoever signed; docs/transparency.md.
         from opk_sign.tlog.verify import verify_tlog
 
-        verify_tlog(bundle, options.tlog, required=options.require_tlog, digest=digest)
+        entries = verify_tlog(bundle, options.tlog, required=options.require_tlog, digest=digest)
+        logged = tuple(entry.to_dict() for entry in entries)
     if predicate_type is None:
-        return verify_signature_bundle(
+        signed = verify_signature_bundle(
             bundle,
             digest=digest,
             docker_reference=repository,
             signed_repositories=options.signed_repositories,
             **_trust_kwargs(options),
         ).pk_token
-    return verify_attestation_bundle(
+        return Decided(signed, logged)
+    attested = verify_attestation_bundle(
         bundle, digest=digest, predicate_type=predicate_type, **_trust_kwargs(options)
     ).pk_token
+    return Decided(attested, logged)
 
 
 def _check_signature(
@@ -627,7 +650,7 @@ def _check_signature(
         )
     except (VerificationError, FormatError) as err:
         return _failed(referrer, "signature", err)
-    return BundleCheck(referrer.digest, "signature", Outcome.VERIFIED, claims=identity_of(verified))
+    return verified.check(referrer.digest, "signature")
 
 
 def _check_attestation(
@@ -650,13 +673,7 @@ def _check_attestation(
         )
     except (VerificationError, FormatError) as err:
         return _failed(referrer, "attestation", err, predicate_type)
-    return BundleCheck(
-        referrer.digest,
-        "attestation",
-        Outcome.VERIFIED,
-        claims=identity_of(verified),
-        predicate_type=predicate_type,
-    )
+    return verified.check(referrer.digest, "attestation", predicate_type)
 
 
 def _failed(
@@ -806,7 +823,7 @@ def verify_bundle_offline(
     fake = Descriptor(BUNDLE_MEDIA_TYPE, digest, 0)
 
     def check(kind: str, wanted: str | None, bundle: Bundle) -> BundleCheck:
-        def run() -> VerifiedPKToken:
+        def run() -> Decided:
             return decide_bundle(
                 bundle,
                 digest=digest,
@@ -871,16 +888,10 @@ def _verify_loaded(
     referrer: Descriptor,
     kind: str,
     predicate_type: str | None,
-    run: Callable[[], VerifiedPKToken],
+    run: Callable[[], Decided],
 ) -> BundleCheck:
     try:
         verified = run()
     except (VerificationError, FormatError) as err:
         return _failed(referrer, kind, err, predicate_type)
-    return BundleCheck(
-        referrer.digest,
-        kind,
-        Outcome.VERIFIED,
-        claims=identity_of(verified),
-        predicate_type=predicate_type,
-    )
+    return verified.check(referrer.digest, kind, predicate_type)

@@ -94,6 +94,9 @@ class BundleCheck:
     #: For a BuildKit in-index attestation: the attestation manifest, the layer, what covers it
     #: (``coveredBy``, ``signature``) and, for provenance, the ``source`` it names.
     buildkit: dict[str, Any] | None = None
+    #: The transparency log entries that were verified with the bundle (origin, index, tree
+    #: size, witnesses), when the verification checked them (docs/transparency.md).
+    transparency_log: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -112,6 +115,8 @@ class BundleCheck:
             out["identity"] = self.claims
         if self.buildkit is not None:
             out["buildkit"] = self.buildkit
+        if self.transparency_log:
+            out["transparencyLog"] = list(self.transparency_log)
         return out
 
 
@@ -215,6 +220,11 @@ def format_result(result: ImageResult) -> str:
                         f"     {'  source:':<18}{source.get('repository')} at "
                         f"{source.get('commit')} ({source.get('from')})"
                     )
+                if check.outcome is Outcome.VERIFIED:
+                    lines.extend(
+                        f"     {'  logged:':<18}{_logged(check.kind, entry)}"
+                        for entry in check.transparency_log
+                    )
         return "\n".join(lines)
     if not result.manifests:
         lines.append(_indent(result.message, 5))
@@ -222,6 +232,15 @@ def format_result(result: ImageResult) -> str:
         if manifest.outcome.exit_code != 0:
             lines.append(_indent(manifest.message, 5))
     return "\n".join(lines)
+
+
+def _logged(kind: str, entry: dict[str, Any]) -> str:
+    witnesses = entry.get("witnesses") or []
+    by = f", cosigned by {', '.join(witnesses)}" if witnesses else ""
+    return (
+        f"{kind} in {entry.get('origin')}, entry {entry.get('logIndex')} of "
+        f"{entry.get('treeSize')}{by}"
+    )
 
 
 def _indent(text: str, width: int) -> str:
