@@ -14,8 +14,7 @@ Names are loaded on first use, so importing the package (as the CLI does) costs 
 
 from __future__ import annotations
 
-import importlib
-
+from opk_sign._lazy import lazy_exports
 from opk_sign._version import __version__
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (the CLI's start-up)
@@ -90,22 +89,10 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'opk_sign' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__, globals())
 
 
 if TYPE_CHECKING:
-    from typing import Any
-
     from opk_sign.bundle import Bundle
     from opk_sign.errors import (
         OpkSignError,

@@ -33,6 +33,12 @@ class Keychain:
     def anonymous(cls) -> Keychain:
         return cls(())
 
+    @property
+    def sources(self) -> tuple[CredentialSource, ...]:
+        """Where credentials are looked up, in order (a worker process rebuilds the keychain
+        from them)."""
+        return self._sources
+
     @classmethod
     def default(
         cls,

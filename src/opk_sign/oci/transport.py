@@ -103,7 +103,7 @@ class Transport:
     ) -> None:
         self.http = http
         self.insecure = insecure
-        self._notice = notice if notice is not None else _stderr
+        self.notice: Callable[[str], None] = notice if notice is not None else _stderr
         self._warned: set[str] = set()
         self._warned_lock = threading.Lock()
         self._session = new_session(http)
@@ -127,7 +127,7 @@ class Transport:
             self._warned.add(key)
         # Named, or where a named (or loopback) registry sent us: an upload Location, a link.
         named = self.insecure.source(host) or "the registry sent us there"
-        self._notice(
+        self.notice(
             f"warning: plain HTTP to {host} ({named}): anyone on the network can read and "
             "change what is sent"
         )

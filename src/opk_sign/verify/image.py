@@ -777,7 +777,7 @@ def verify_images(
             jobs=jobs,
             per_image=per_image,
             run=run,
-            notice=getattr(client.transport, "_notice", None),
+            notice=client.transport.notice,
         )
         return
 

@@ -196,7 +196,7 @@ class ClientSettings:
                 found[registry_key(registry)] = keychain.get(registry)
             except OpkSignError:
                 continue  # each of its images reports it, as it would in one process
-        sources = tuple(getattr(keychain, "_sources", ()))
+        sources = keychain.sources
         settings = cls(
             (_Resolved(found), *sources),
             client.http,
