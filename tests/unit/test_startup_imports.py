@@ -167,3 +167,15 @@ def test_the_command_table_is_what_each_command_registers() -> None:
         path.stem for path in package.glob("*.py") if "\ndef register(" in path.read_text()
     }
     assert registering == {module for _, module, _ in COMMANDS}
+
+
+def test_signing_without_a_log_loads_no_log_client() -> None:
+    """``sign --tlog never`` (and ``auto`` for a private repository) decides from
+    opk_sign.tlog.modes; the log client, its HTTP and proof code load only to log."""
+    code = "import sys, opk_sign.sign.image; print(sorted(sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    modules = set(json.loads(done.stdout.replace("'", '"')))
+    assert "opk_sign.tlog.modes" in modules
+    assert loaded(modules, ("opk_sign.tlog.client", "opk_sign.tlog.checkpoint")) == []

@@ -26,7 +26,7 @@ from opk_sign.oci.reference import Reference
 from opk_sign.oidc import GitHubActionsProvider, TokenProvider
 from opk_sign.oidc.github import REQUEST_TOKEN_VAR
 from opk_sign.sign.image import CustomPredicate, SigningOptions, SigningResult, sign_image
-from opk_sign.tlog.client import DEFAULT_TLOG_URL, TLOG_MODE_VAR, TLOG_MODES, TLOG_URL_VAR
+from opk_sign.tlog.modes import DEFAULT_TLOG_URL, TLOG_MODE_VAR, TLOG_MODES, TLOG_URL_VAR
 from opk_sign.trust.tsa import DEFAULT_TIMESTAMP_URL, TIMESTAMP_URL_VAR
 
 if TYPE_CHECKING:

@@ -389,7 +389,7 @@ def registry_client(
 #: For --help only (importing opk_sign.trust.tsa here would slow every command down); the
 #: default itself is opk_sign.trust.tsa.DEFAULT_TIMESTAMP_URL.
 PUBLIC_TSA = "https://timestamp.sigstore.dev/api/v1/timestamp"
-#: Likewise opk_sign.tlog.client.DEFAULT_TLOG_URL.
+#: Likewise opk_sign.tlog.modes.DEFAULT_TLOG_URL.
 PUBLIC_TLOG = "https://log2025-1.rekor.sigstore.dev"
 ENV_TLOG = "OPK_SIGN_TLOG"
 ENV_TLOG_URL = "OPK_SIGN_TLOG_URL"
@@ -442,7 +442,7 @@ def signing(
     environment; ``options`` are the command's own (``provenance``, ``recursive``...)."""
     from opk_sign.oidc import GitHubActionsProvider
     from opk_sign.sign.image import SigningOptions
-    from opk_sign.tlog.client import DEFAULT_TLOG_URL
+    from opk_sign.tlog.modes import DEFAULT_TLOG_URL
 
     env = os.environ if environ is None else environ
     signing_options = SigningOptions(

@@ -71,7 +71,7 @@ from opk_sign.pktoken import (
 )
 from opk_sign.pktoken.verify import select_key
 from opk_sign.sign.signer import Signer
-from opk_sign.tlog.client import DEFAULT_TLOG_URL, TLOG_MODES, log_entry, should_log
+from opk_sign.tlog.modes import DEFAULT_TLOG_URL, TLOG_MODES, should_log
 from opk_sign.trust.tsa import request_timestamp
 from opk_sign.urls import require_secure_url
 
@@ -447,6 +447,7 @@ class _TlogWriter:
         from cryptography.hazmat.primitives.asymmetric import ec
 
         from opk_sign.tlog.cert import SignedSubject, build_certificate
+        from opk_sign.tlog.client import log_entry
         from opk_sign.tlog.hashedrekord import signed_digest
 
         key = self.signer.user_key.private_key

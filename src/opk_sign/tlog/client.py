@@ -25,14 +25,6 @@ from opk_sign.tlog.merkle import leaf_hash, verify_inclusion
 from opk_sign.tlog.note import Note
 from opk_sign.urls import require_secure_url
 
-#: Sigstore's production Rekor v2 instance, as Sigstore's published signing config
-#: (sigstore/root-signing, targets/signing_config.v0.2.json: "rekorTlogUrls", API version 2)
-#: lists it. Rekor v2 shards by year; a later shard is a later release of opk-sign.
-DEFAULT_TLOG_URL: Final = "https://log2025-1.rekor.sigstore.dev"
-#: Environment variables: the log (CLI and action) and the default mode of ``sign --tlog``.
-TLOG_URL_VAR: Final = "OPK_SIGN_TLOG_URL"
-TLOG_MODE_VAR: Final = "OPK_SIGN_TLOG"
-TLOG_MODES: Final = ("auto", "always", "never")
 ENTRIES_PATH: Final = "/api/v2/log/entries"
 #: A TransparencyLogEntry is the body (a few KiB with the PK token) and a proof: well under this.
 MAX_RESPONSE_BYTES: Final = 256 * 1024
@@ -42,16 +34,6 @@ _HINT: Final = (
     "check the log URL (--tlog-url, OPK_SIGN_TLOG_URL, or the action's tlog-url input), or "
     "sign without logging (--tlog never)"
 )
-
-
-def should_log(mode: str, claims: object) -> bool:
-    """Whether ``sign --tlog MODE`` logs for a token with these claims: ``auto`` only for a
-    public repository (a private or internal one's claims would become public)."""
-    if mode not in TLOG_MODES:
-        raise ValueError(f"tlog mode must be one of {TLOG_MODES}, got {mode!r}")
-    if mode == "auto":
-        return isinstance(claims, dict) and claims.get("repository_visibility") == "public"
-    return mode == "always"
 
 
 def log_entry(

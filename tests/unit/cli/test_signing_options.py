@@ -11,7 +11,7 @@ import pytest
 
 from opk_sign.cli.main import build_parser, main
 from opk_sign.cli.options import PUBLIC_TLOG, PUBLIC_TSA, signing
-from opk_sign.tlog.client import DEFAULT_TLOG_URL
+from opk_sign.tlog.modes import DEFAULT_TLOG_URL
 from opk_sign.trust.tsa import DEFAULT_TIMESTAMP_URL
 
 SIGN = ["sign", "r.io/a:v1"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from opk_sign.errors import UsageError
-from opk_sign.tlog.client import should_log
 from opk_sign.tlog.merkle import CompactRange, leaf_hash
+from opk_sign.tlog.modes import should_log
 from opk_sign.tlog.monitor import Identity, MonitorState, workflow_expected
 
 WORKFLOW = "octo-org/app/.github/workflows/release.yml"
