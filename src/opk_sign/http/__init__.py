@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opk_sign._version import __version__
 
@@ -86,3 +86,54 @@ def read_within(
         if len(body) > limit:
             raise too_large()
     return bytes(body)
+
+
+def post_within(
+    session: requests.Session | None,
+    config: HTTPConfig,
+    url: str,
+    *,
+    service: str,
+    activity: str,
+    hint: str,
+    limit: int,
+    too_large: Callable[[], Exception],
+    **send: Any,
+) -> tuple[int, bytes]:
+    """POST once to a service that answers in one document (a timestamp authority, a
+    transparency log): the status and the body, read within ``limit`` (else ``too_large()``).
+
+    ``service`` names it in errors ("the timestamp authority"), ``activity`` the exchange when
+    its deadline passes ("the timestamp request to URL"). No redirects are followed. A
+    status still worth retrying after the session's retries, or no answer, is a NetworkError
+    with ``hint``; the exchange is bounded by ``config``'s deadline and any in force
+    (DeadlineExceeded, with ``hint``). ``send``: the body (``data=`` or ``json=``) and headers.
+    ``session``: the caller's (closed by the caller), else a new one for this request only.
+    """
+    import requests
+
+    from opk_sign import deadline
+    from opk_sign.deadline import DeadlineExceeded
+    from opk_sign.errors import NetworkError
+
+    http = new_session(config) if session is None else session
+    try:
+        with (
+            deadline.within(None, activity),
+            http.post(
+                url, timeout=config.timeout, allow_redirects=False, stream=True, **send
+            ) as response,
+        ):
+            status = response.status_code
+            if status in RETRY_STATUSES:
+                raise NetworkError(
+                    f"{service} {url} is unavailable: HTTP {status} after retries", hint=hint
+                )
+            return status, read_within(response, limit, too_large, chunk=16 * 1024)
+    except requests.RequestException as err:
+        raise NetworkError(f"could not reach {service} {url}: {err}", hint=hint) from None
+    except DeadlineExceeded as err:
+        raise err.recast(DeadlineExceeded, hint=hint) from None
+    finally:
+        if session is None:
+            http.close()

@@ -13,10 +13,8 @@ from typing import Final
 
 import requests
 
-from opk_sign import deadline
-from opk_sign.deadline import DeadlineExceeded
-from opk_sign.errors import FormatError, NetworkError, TransparencyError
-from opk_sign.http import RETRY_STATUSES, HTTPConfig, new_session, read_within
+from opk_sign.errors import FormatError, TransparencyError
+from opk_sign.http import HTTPConfig, post_within
 from opk_sign.jose import JSONObject, parse_json_object
 from opk_sign.tlog.checkpoint import Checkpoint
 from opk_sign.tlog.entry import LogEntry
@@ -67,41 +65,20 @@ def log_entry(
 
 
 def _post(url: str, document: JSONObject, session: requests.Session | None) -> bytes:
-    http = new_session(LOG_TIMEOUT) if session is None else session
-    try:
-        with (
-            deadline.within(None, f"the transparency log request to {url}"),
-            http.post(
-                url,
-                json=document,
-                headers={"Accept": "application/json"},
-                timeout=LOG_TIMEOUT.timeout,
-                allow_redirects=False,
-                stream=True,
-            ) as response,
-        ):
-            status = response.status_code
-            if status in RETRY_STATUSES:
-                raise NetworkError(
-                    f"the transparency log {url} is unavailable: HTTP {status}", hint=_HINT
-                )
-            body = read_within(
-                response,
-                MAX_RESPONSE_BYTES,
-                lambda: TransparencyError(
-                    f"the transparency log {url} answered more than {MAX_RESPONSE_BYTES} bytes"
-                ),
-                chunk=16 * 1024,
-            )
-    except requests.RequestException as err:
-        raise NetworkError(
-            f"could not reach the transparency log {url}: {err}", hint=_HINT
-        ) from None
-    except DeadlineExceeded as err:
-        raise err.recast(DeadlineExceeded, hint=_HINT) from None
-    finally:
-        if session is None:
-            http.close()
+    status, body = post_within(
+        session,
+        LOG_TIMEOUT,
+        url,
+        service="the transparency log",
+        activity=f"the transparency log request to {url}",
+        hint=_HINT,
+        limit=MAX_RESPONSE_BYTES,
+        too_large=lambda: TransparencyError(
+            f"the transparency log {url} answered more than {MAX_RESPONSE_BYTES} bytes"
+        ),
+        json=document,
+        headers={"Accept": "application/json"},
+    )
     if status not in (200, 201):
         text = body[:300].decode("utf-8", "replace").strip()
         raise TransparencyError(

@@ -16,11 +16,9 @@ from rfc3161_client import (
     decode_timestamp_response,
 )
 
-from opk_sign import deadline
 from opk_sign.bundle import MAX_TIMESTAMP_BYTES, Timestamp
-from opk_sign.deadline import DeadlineExceeded
-from opk_sign.errors import NetworkError, TimestampError
-from opk_sign.http import DEFAULT_HTTP, RETRY_STATUSES, new_session, read_within
+from opk_sign.errors import TimestampError
+from opk_sign.http import DEFAULT_HTTP, post_within
 from opk_sign.trust.timestamp import SHA256_OID, parse_token
 from opk_sign.urls import require_secure_url
 
@@ -104,42 +102,20 @@ def request_timestamp(
 
 
 def _post(url: str, query: bytes, session: requests.Session | None) -> bytes:
-    http = new_session() if session is None else session
-    try:
-        with (
-            deadline.within(None, f"the timestamp request to {url}"),
-            http.post(
-                url,
-                data=query,
-                headers={"Content-Type": REQUEST_MEDIA_TYPE, "Accept": RESPONSE_MEDIA_TYPE},
-                timeout=DEFAULT_HTTP.timeout,
-                allow_redirects=False,
-                stream=True,
-            ) as response,
-        ):
-            status = response.status_code
-            if status in RETRY_STATUSES:
-                raise NetworkError(
-                    f"the timestamp authority {url} is unavailable: HTTP {status} after retries",
-                    hint=_TSA_HINT,
-                )
-            body = read_within(
-                response,
-                MAX_RESPONSE_BYTES,
-                lambda: TimestampError(
-                    f"the timestamp authority {url} answered more than {MAX_RESPONSE_BYTES} bytes"
-                ),
-                chunk=16 * 1024,
-            )
-    except requests.RequestException as err:
-        raise NetworkError(
-            f"could not reach the timestamp authority {url}: {err}", hint=_TSA_HINT
-        ) from None
-    except DeadlineExceeded as err:
-        raise err.recast(DeadlineExceeded, hint=_TSA_HINT) from None
-    finally:
-        if session is None:
-            http.close()
+    status, body = post_within(
+        session,
+        DEFAULT_HTTP,
+        url,
+        service="the timestamp authority",
+        activity=f"the timestamp request to {url}",
+        hint=_TSA_HINT,
+        limit=MAX_RESPONSE_BYTES,
+        too_large=lambda: TimestampError(
+            f"the timestamp authority {url} answered more than {MAX_RESPONSE_BYTES} bytes"
+        ),
+        data=query,
+        headers={"Content-Type": REQUEST_MEDIA_TYPE, "Accept": RESPONSE_MEDIA_TYPE},
+    )
     if status not in (200, 201):
         text = body[:200].decode("utf-8", "replace").strip()
         raise TimestampError(
