@@ -8,6 +8,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from opk_sign.cli.options import add_registry_options, registry_client
+from opk_sign.errors import printable
 
 if TYPE_CHECKING:
     from opk_sign.oci.copy import CopyReport
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             document["verifyCommand"] = command
         print(json.dumps(document, indent=2))
     else:
-        print(report.summary())
+        print(printable(report.summary()))
         if moved:
             # The signatures name the repository they were made for: the copy verifies when the
             # verifier is told where it was signed, and by whom (which the copy cannot know).

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opk_sign.cli.options import add_registry_options, http_config, registry_client
+from opk_sign.errors import printable
 from opk_sign.issuer import default_issuer
 from opk_sign.oci.reference import Reference
 
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         + "".join(f"\n  {name}: {path}" for name, path in report.files.items())
     )
     for skipped in report.skipped:
-        print(f"  left out: {skipped}")
+        print(printable(f"  left out: {skipped}"))
     policy = (
         f"--policy {args.directory / 'opk-sign' / 'policy.json'}"
         if report.policy is not None

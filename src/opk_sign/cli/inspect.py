@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from opk_sign.cli.options import add_registry_options, registry_client
+from opk_sign.errors import printable
 
 
 def register(subparsers: Any) -> None:
@@ -33,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(tree.to_dict(image=args.image), indent=2, sort_keys=False))
     else:
-        print(tree.render())
+        print(printable(tree.render()))
     return 0

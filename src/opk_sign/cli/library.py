@@ -28,7 +28,7 @@ from opk_sign.cli.options import (
     add_signing_options,
     add_trust_options,
 )
-from opk_sign.errors import EXIT_OK, UsageError
+from opk_sign.errors import EXIT_OK, UsageError, printable
 
 if TYPE_CHECKING:
     from opk_sign.library.bashbrew import LibraryFile, TagPlan
@@ -244,7 +244,7 @@ def report_verify(
         for t, r in zip(tagged, results, strict=True):
             where = ", ".join(str(line) for line in t.plan.lines)
             print(f"{t.plan.tag} (entry at line {where}):")
-            print("  " + format_result(r).replace("\n", "\n  "))
+            print("  " + printable(format_result(r)).replace("\n", "\n  "))
     verified = sum(r.verified for r in results)
     print(f"{verified} of {len(results)} tags verified", file=sys.stderr)
     if args.summary is not None:
@@ -286,8 +286,8 @@ def run_sign(args: argparse.Namespace) -> int:
     from opk_sign.oci.reference import Reference
     from opk_sign.sign.batch import sign_images
 
+    provider, options = signing(args, provenance=args.provenance)  # usage errors first
     _, tagged = read_library(args)
-    provider, options = signing(args, provenance=args.provenance)
     registry = Reference.parse(tagged[0].image).registry
     digests: dict[str, str] = {}
     errors: dict[str, OpkSignError] = {}
@@ -333,7 +333,7 @@ def run_sign(args: argparse.Namespace) -> int:
         for row in rows:
             mark = "signed    " if row["signed"] else "NOT SIGNED"
             detail = row.get("digest") or f"{row['error']} (exit {row['exitCode']})"
-            print(f"{mark} {row['tag']} (entry at line {row['entries'][0]}): {detail}")
+            print(printable(f"{mark} {row['tag']} (entry at line {row['entries'][0]}): {detail}"))
     signed = sum(row["signed"] for row in rows)
     print(f"{signed} of {len(rows)} tags signed", file=sys.stderr)
     if args.summary is not None:

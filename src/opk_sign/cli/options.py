@@ -442,9 +442,14 @@ def signing(
     environment; ``options`` are the command's own (``provenance``, ``recursive``...)."""
     from opk_sign.oidc import GitHubActionsProvider
     from opk_sign.sign.image import SigningOptions
-    from opk_sign.tlog.modes import DEFAULT_TLOG_URL
+    from opk_sign.tlog.modes import DEFAULT_TLOG_URL, TLOG_MODES
 
     env = os.environ if environ is None else environ
+    if args.tlog not in TLOG_MODES:  # argparse checks --tlog's choices, not its default
+        raise UsageError(
+            f"${ENV_TLOG} is {args.tlog!r}: it must be one of {', '.join(TLOG_MODES)}",
+            hint=f"set ${ENV_TLOG} to auto, always or never, or give --tlog",
+        )
     signing_options = SigningOptions(
         server_url=env.get("GITHUB_SERVER_URL") or "https://github.com",
         timestamp_url=timestamp_url(args, env),

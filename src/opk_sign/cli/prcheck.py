@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from opk_sign.cli.options import add_registry_options, add_verification_options
-from opk_sign.errors import UsageError
+from opk_sign.errors import UsageError, printable
 
 if TYPE_CHECKING:
     from opk_sign.prcheck.dockerfile import Scan
@@ -247,7 +247,7 @@ def report(
         for line in pr_check_annotations(found, scan.problems):
             print(line)
     else:
-        print("\n".join(lines))
+        print(printable("\n".join(lines)))
     sys.stdout.flush()
     runner.append_summary(pr_check_summary(found, scan.problems), env)
     if env.get("GITHUB_OUTPUT"):

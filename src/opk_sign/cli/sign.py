@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from opk_sign.cli.options import add_registry_options, add_signing_options
-from opk_sign.errors import UsageError
+from opk_sign.errors import UsageError, printable
 
 if TYPE_CHECKING:
     from opk_sign.sign.image import SigningResult
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(result.to_dict(image=args.image), indent=2))
     else:
-        print(format_result(result))
+        print(printable(format_result(result)))
     return 0
 
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from opk_sign.errors import UsageError
+from opk_sign.errors import UsageError, printable
 
 if TYPE_CHECKING:
     from opk_sign.oidc import TokenProvider
@@ -76,9 +76,10 @@ def print_batch(
         if output == "json":
             print(json.dumps(image_document(item), separators=(",", ":")))
         elif item.result is not None:
-            print(format_result(item.result))
+            print(printable(format_result(item.result)))
         else:
             assert item.error is not None
-            print(f"NOT SIGNED {item.image} (exit {item.error.exit_code})")
-            print("\n".join("  " + line for line in item.error.diagnostics().splitlines()))
+            print(printable(f"NOT SIGNED {item.image} (exit {item.error.exit_code})"))
+            diagnostics = printable(item.error.diagnostics())
+            print("\n".join("  " + line for line in diagnostics.splitlines()))
     print(batch.summary(), file=sys.stderr)

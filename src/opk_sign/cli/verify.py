@@ -370,7 +370,7 @@ def _finish(args: argparse.Namespace, done: list[ImageResult], vsa: list[str], c
     if args.vsa is not None:
         _write_atomically(args.vsa, "".join(line + "\n" for line in vsa))
     if args.output == "text" and count > 1:
-        print(format_summary(done), flush=True)
+        print(printable(format_summary(done)), flush=True)
 
 
 def _vsa_line(result: ImageResult, options: VerifyOptions | OptionsFor) -> str:

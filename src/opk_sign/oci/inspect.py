@@ -11,6 +11,7 @@ from typing import Any
 
 from opk_sign.oci import limits, mediatypes
 from opk_sign.oci.buildkit import (
+    ATTESTATION_ARTIFACT_TYPE,
     attestation_layers,
     attestation_target,
     is_attestation_descriptor,
@@ -137,9 +138,18 @@ def _attach_attestations(
             node.manifests.append(attestation)
             continue
         target.attestations.append(attestation)
-        # Newer BuildKit also gives the attestation manifest a `subject`: the referrers API then
-        # lists it under its platform too. It is shown once, as the attestation it is.
-        target.referrers = [r for r in target.referrers if r.descriptor.digest != child.digest]
+        # Newer BuildKit also gives the attestation manifest a `subject` and its artifactType:
+        # the referrers API then lists it under its platform too. It is shown once, as the
+        # attestation it is; a referrer of another type is never hidden, whatever the index
+        # calls it (an index entry could name a signature's digest).
+        target.referrers = [
+            r
+            for r in target.referrers
+            if not (
+                r.descriptor.digest == child.digest
+                and r.descriptor.artifact_type == ATTESTATION_ARTIFACT_TYPE
+            )
+        ]
 
 
 def _referrers(client: RegistryClient, ref: Reference, digest: str, depth: int) -> list[TreeNode]:

@@ -11,6 +11,7 @@ import pytest
 
 from opk_sign.cli.main import build_parser, main
 from opk_sign.cli.options import PUBLIC_TLOG, PUBLIC_TSA, signing
+from opk_sign.errors import EXIT_USAGE
 from opk_sign.tlog.modes import DEFAULT_TLOG_URL
 from opk_sign.trust.tsa import DEFAULT_TIMESTAMP_URL
 
@@ -80,3 +81,13 @@ def test_sign_and_library_sign_list_the_same_signing_options(
 
 def test_the_help_names_the_real_defaults() -> None:
     assert (PUBLIC_TSA, PUBLIC_TLOG) == (DEFAULT_TIMESTAMP_URL, DEFAULT_TLOG_URL)
+
+
+@pytest.mark.parametrize("command", [["sign", "ghcr.io/o/app:1"], ["library", "sign", "x"]])
+def test_a_bad_tlog_mode_in_the_environment_names_the_variable(
+    command: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPK_SIGN_TLOG", "Always")
+    assert main(command) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "$OPK_SIGN_TLOG is 'Always'" in err

@@ -1,0 +1,155 @@
+"""Text a registry, a referrer or a signed payload wrote reaches a terminal only through
+``errors.printable``: escape sequences are shown, never run (a 404 body that retitles and clears
+the terminal; a referrer's annotations). And ``inspect`` never hides a referrer because an index
+entry names its digest as a BuildKit attestation manifest."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opk_sign.bundle import SIGNATURE_ARTIFACT_TYPE
+from opk_sign.cli.library import Tagged, report_verify
+from opk_sign.cli.main import main
+from opk_sign.errors import NotFoundError
+from opk_sign.library.bashbrew import TagPlan
+from opk_sign.oci import mediatypes
+from opk_sign.oci.descriptor import Descriptor
+from opk_sign.oci.inspect import inspect_image
+from opk_sign.oci.manifest import parse_manifest
+from opk_sign.oci.reference import Reference
+from opk_sign.verify.image import verify_image
+
+ESC = "\x1b]0;pwned\x07\x1b[2J"  # set the terminal's title, clear the screen
+IMAGE = "registry.example/library/busybox:1"
+
+
+class _HostileRegistry:
+    """What the transport makes of a 404 whose OCI error body carries escapes."""
+
+    def pull_manifest(self, ref: Any, digest: Any = None) -> Any:
+        raise NotFoundError(f"MANIFEST_UNKNOWN: {ESC}")
+
+
+def test_library_verify_text_shows_a_registrys_escapes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = verify_image(_HostileRegistry(), IMAGE, lambda image: None)  # type: ignore[arg-type, return-value]
+    assert ESC in result.message  # the library keeps the text; the terminal gets it escaped
+    args = argparse.Namespace(output="text", file=Path("busybox"), summary=None)
+    report_verify(args, [Tagged(TagPlan("1"), IMAGE)], [result])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b]0;pwned\\x07" in out
+
+
+def _json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document).encode()
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class _Registry:
+    """Manifests by digest or tag, and referrers by subject: just what inspect reads."""
+
+    def __init__(self) -> None:
+        self.manifests: dict[str, tuple[str, bytes]] = {}
+        self.referrers: dict[str, list[Descriptor]] = {}
+
+    def put(self, document: dict[str, Any], tag: str | None = None) -> str:
+        data = _json(document)
+        for key in (_digest(data), tag):
+            if key:
+                self.manifests[key] = (document["mediaType"], data)
+        return _digest(data)
+
+    def pull_manifest(self, ref: Reference, digest: str | None = None) -> Any:
+        media_type, data = self.manifests[digest or ref.tag or ""]
+        return Descriptor(media_type, _digest(data), len(data)), data
+
+    def parse(self, descriptor: Descriptor, data: bytes) -> Any:
+        return parse_manifest(data, descriptor.media_type)
+
+    def list_referrers(self, ref: Reference, digest: str, artifact_type: Any = None) -> Any:
+        return list(self.referrers.get(digest, []))
+
+
+CONFIG = {"mediaType": mediatypes.OCI_CONFIG, "digest": "sha256:" + "c" * 64, "size": 2}
+
+
+def _signed_platform(registry: _Registry, **referrer: Any) -> tuple[str, str]:
+    platform = registry.put(
+        {"schemaVersion": 2, "mediaType": mediatypes.OCI_MANIFEST, "config": CONFIG, "layers": []}
+    )
+    signature = registry.put(
+        {
+            "schemaVersion": 2,
+            "mediaType": mediatypes.OCI_MANIFEST,
+            "artifactType": SIGNATURE_ARTIFACT_TYPE,
+            "config": CONFIG,
+            "layers": [],
+            "subject": {"mediaType": mediatypes.OCI_MANIFEST, "digest": platform, "size": 1},
+        }
+    )
+    registry.referrers[platform] = [
+        Descriptor(
+            mediatypes.OCI_MANIFEST,
+            signature,
+            1,
+            artifact_type=referrer.get("artifact_type", SIGNATURE_ARTIFACT_TYPE),
+            annotations=referrer.get("annotations", {}),
+        )
+    ]
+    return platform, signature
+
+
+def test_inspect_text_shows_a_referrers_escapes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = _Registry()
+    _signed_platform(registry, annotations={"note": ESC}, artifact_type="application/x" + ESC)
+    registry.put(
+        {"schemaVersion": 2, "mediaType": mediatypes.OCI_MANIFEST, "config": CONFIG, "layers": []},
+        tag="1",
+    )
+    monkeypatch.setattr(
+        "opk_sign.oci.inspect.inspect_image",
+        lambda client, ref: inspect_image(registry, ref),  # type: ignore[arg-type]
+    )
+    assert main(["inspect", "registry.example/a/b:1"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b]0;pwned\\x07" in out
+
+
+def test_inspect_never_hides_a_signature_an_index_calls_an_attestation() -> None:
+    registry = _Registry()
+    platform, signature = _signed_platform(registry)
+    entries: list[dict[str, Any]] = [
+        {
+            "mediaType": mediatypes.OCI_MANIFEST,
+            "digest": platform,
+            "size": 1,
+            "platform": {"os": "linux", "architecture": "amd64"},
+        },
+        {  # the index's writer names the signature as the platform's attestation manifest
+            "mediaType": mediatypes.OCI_MANIFEST,
+            "digest": signature,
+            "size": 1,
+            "platform": {"os": "unknown", "architecture": "unknown"},
+            "annotations": {
+                "vnd.docker.reference.type": "attestation-manifest",
+                "vnd.docker.reference.digest": platform,
+            },
+        },
+    ]
+    registry.put({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries}, "1")
+    tree = inspect_image(registry, Reference.parse("registry.example/a/b:1"))  # type: ignore[arg-type]
+    (node,) = tree.to_dict()["manifests"]
+    assert [r["digest"] for r in node["referrers"]] == [signature]
+    assert node["referrers"][0]["artifactType"] == SIGNATURE_ARTIFACT_TYPE
