@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from opk_sign.claims import NO_REGEX, POLICY_FIELDS
 from opk_sign.errors import PolicyError, UsageError
-from opk_sign.identity import NO_REGEX, PINNING_CLAIMS, POLICY_FIELDS
+from opk_sign.identity import PINNING_CLAIMS
 from opk_sign.issuer import GITHUB_ISSUER
 from opk_sign.oci.reference import Reference
 

@@ -12,6 +12,7 @@ from typing import Self
 from urllib.parse import urlsplit
 
 from opk_sign.errors import UsageError
+from opk_sign.names import ENV_INSECURE_REGISTRIES, INSECURE_REGISTRY_FLAG
 
 
 def is_loopback_host(host: str) -> bool:
@@ -48,10 +49,6 @@ def require_secure_url(url: str, what: str) -> None:
 
 # --- registries named insecure -------------------------------------------------------------------
 
-#: Registries to reach over plain HTTP, comma- or whitespace-separated ``HOST[:PORT]``s.
-ENV_INSECURE_REGISTRIES = "OPK_SIGN_INSECURE_REGISTRIES"
-#: The command-line flag naming one (the CLI's; the library takes a value).
-INSECURE_REGISTRY_FLAG = "--insecure-registry"
 
 _LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _REGISTRY_HOST = re.compile(

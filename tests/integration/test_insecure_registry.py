@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from opk_sign.errors import EXIT_NO_SIGNATURES, EXIT_OK, EXIT_REGISTRY
-from opk_sign.urls import ENV_INSECURE_REGISTRIES
+from opk_sign.names import ENV_INSECURE_REGISTRIES
 
 pytestmark = pytest.mark.integration
 

@@ -116,6 +116,17 @@ def test_a_commands_help_loads_that_command_only(name: str, tmp_path: Path) -> N
     assert loaded(modules, HEAVY) == []
 
 
+@pytest.mark.parametrize("name", ["verify", "sign", "inspect", "copy"])
+def test_the_main_commands_help_needs_no_dataclasses_or_pathlib(name: str, tmp_path: Path) -> None:
+    """Defining the options is argparse and constants (opk_sign.claims, opk_sign.names): the
+    dataclasses, pathlib (with urllib.parse) and the policy and HTTP modules are the commands'
+    work, not their help's (`verify --help` in bench/RESULTS.md)."""
+    code, modules, _ = imported([name, "--help"], tmp_path)
+    assert code == 0
+    heavy = ("dataclasses", "inspect", "pathlib", "urllib", "opk_sign.identity", "opk_sign.http")
+    assert loaded(modules, heavy) == []
+
+
 def test_help_anywhere_and_usage_errors_load_nothing_more(tmp_path: Path) -> None:
     code, modules, out = imported(["-h", "verify"], tmp_path)
     assert code == 0 and "COMMAND" in out and command_modules(modules) == set()

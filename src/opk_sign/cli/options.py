@@ -14,26 +14,21 @@ import argparse
 import math
 import os
 import sys
-from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from opk_sign.claims import NO_REGEX
+from opk_sign.claims import POLICY_FIELDS as FIELDS
 from opk_sign.errors import UsageError
-from opk_sign.http import DEFAULT_HTTP
-from opk_sign.identity import NO_REGEX
-from opk_sign.identity import POLICY_FIELDS as FIELDS
 from opk_sign.issuer import ISSUER_VAR, default_issuer
-from opk_sign.urls import (
-    ENV_INSECURE_REGISTRIES,
-    INSECURE_REGISTRY_FLAG,
-    InsecureRegistries,
-    parse_registry_host,
-)
+from opk_sign.names import DEFAULT_EXCHANGE_TIMEOUT, ENV_INSECURE_REGISTRIES, INSECURE_REGISTRY_FLAG
 
-# Defining the options imports no more than the above (``opk-sign verify --help``, issue 13): the
-# library each option becomes is imported by the function that builds it.
+# Defining the options imports no more than the above (``opk-sign verify --help``, issue 13: no
+# dataclasses, pathlib or typing): the library each option becomes is imported by the function
+# that builds it.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Any
 
     from opk_sign.http import HTTPConfig
     from opk_sign.oci.client import RegistryClient
@@ -108,7 +103,7 @@ def add_policy_options(parser: argparse.ArgumentParser) -> None:
             )
     policy.add_argument(
         "--policy",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="a YAML or JSON policy file (same fields, with all-of / any-of); see docs/verify.md",
     )
@@ -128,27 +123,27 @@ def add_trust_options(parser: argparse.ArgumentParser) -> None:
     trust = parser.add_argument_group("trust material")
     trust.add_argument(
         "--jwks",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="the issuer's JWKS from a file instead of the live one (offline verification)",
     )
     trust.add_argument(
         "--jwks-archive",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="a JWKS archive (docs/trust.md): keys the issuer has since rotated out, each usable "
         "for tokens issued while it was published",
     )
     trust.add_argument(
         "--tsa-certs",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="PEM certificates of trusted timestamp authorities: a bundle's RFC 3161 timestamp "
         "inside the PK token's validity window lets the signature verify after it",
     )
     trust.add_argument(
         "--tlog-keys",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="trusted transparency log and witness keys (C2SP note verifier keys: lines "
         "'log <vkey>', 'witness <vkey>', 'quorum <N>'); a bundle's log entries are checked "
@@ -275,7 +270,7 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--docker-config",
         metavar="DIR",
-        type=Path,
+        type=path_argument,
         help="directory of the docker config.json (default: $DOCKER_CONFIG or ~/.docker)",
     )
     group.add_argument(
@@ -284,7 +279,7 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="the most one network exchange may take in all (connect, answer, whole body, "
         f"retries): a server trickling its answer is cut off (default: "
-        f"{DEFAULT_HTTP.exchange_timeout:g}); verify also bounds each image and the run by it "
+        f"{DEFAULT_EXCHANGE_TIMEOUT:g}); verify also bounds each image and the run by it "
         "(docs/verify.md, Deadlines)",
     )
     add_insecure_registry_option(
@@ -312,7 +307,17 @@ def add_insecure_registry_option(parser: argparse._ActionsContainer, help_text: 
     )
 
 
+def path_argument(text: str) -> Path:
+    """A path option's value (``type=``): pathlib is imported when an option is given, not to
+    define the options."""
+    from pathlib import Path
+
+    return Path(text)
+
+
 def _registry_host(text: str) -> str:
+    from opk_sign.urls import parse_registry_host
+
     try:
         parse_registry_host(text, INSECURE_REGISTRY_FLAG)
     except UsageError as err:
@@ -335,6 +340,10 @@ def _seconds(text: str) -> float:
 
 def http_config(args: argparse.Namespace) -> HTTPConfig:
     """The run's HTTP settings: the defaults, with --timeout as each exchange's deadline."""
+    from dataclasses import replace
+
+    from opk_sign.http import DEFAULT_HTTP
+
     timeout: float | None = getattr(args, "timeout", None)
     return DEFAULT_HTTP if timeout is None else replace(DEFAULT_HTTP, exchange_timeout=timeout)
 
@@ -347,6 +356,7 @@ def registry_client(
     from opk_sign.oci.credentials import ExplicitCredentials
     from opk_sign.oci.dockerconfig import DockerConfig
     from opk_sign.oci.keychain import Keychain
+    from opk_sign.urls import InsecureRegistries
 
     env = os.environ if environ is None else environ
     username = args.registry_username or env.get(ENV_USERNAME) or None

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from opk_sign.cli.options import add_registry_options, add_verification_options
+from opk_sign.cli.options import add_registry_options, add_verification_options, path_argument
 from opk_sign.errors import UsageError, printable
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     what.add_argument(
         "--images-file",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="also these images: one per line, # comments",
     )

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from opk_sign.cli.options import add_registry_options, add_signing_options
+from opk_sign.cli.options import add_registry_options, add_signing_options, path_argument
 from opk_sign.errors import UsageError, printable
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: `sign --help` imports neither typing nor pathlib
 if TYPE_CHECKING:
     from opk_sign.sign.image import SigningResult
 
@@ -58,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--images-from",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="sign every image listed in FILE (one per line, # comments; - for stdin) with one "
         "key, one ID token and one PK token; each image is signed and reported on its own",
@@ -83,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--predicate",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="a JSON predicate (SBOM, scan result) to attach as an extra attestation to every "
         "platform manifest; needs --predicate-type",

@@ -7,15 +7,22 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
 
 from opk_sign.cli import signals
-from opk_sign.cli.options import add_registry_options, add_verification_options, verify_options
+from opk_sign.cli.options import (
+    add_registry_options,
+    add_verification_options,
+    path_argument,
+    verify_options,
+)
 from opk_sign.errors import EXIT_USAGE, UsageError, printable
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING: `verify --help` imports neither typing nor pathlib
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
+    from typing import Any, TextIO
+
     from opk_sign.verify.options import OptionsFor, VerifyOptions
     from opk_sign.verify.outcome import ImageResult
 
@@ -65,14 +72,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("images", nargs="*", metavar="IMAGE", help="image references")
     parser.add_argument(
         "--images-from",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="read image references from FILE, one per line (# comments; - for stdin)",
     )
     what = add_verification_options(parser)
     what.add_argument(
         "--bundle",
-        type=Path,
+        type=path_argument,
         action="append",
         metavar="FILE",
         help="verify IMAGE (NAME@sha256:...) from bundle files without any registry: the "
@@ -80,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     what.add_argument(
         "--from-dir",
-        type=Path,
+        type=path_argument,
         metavar="DIR",
         help="verify IMAGE (NAME@sha256:...) from an offline kit written by `opk-sign download`, "
         "with no network at all: its bundles, JWKS, JWKS archive and TSA certificates (--jwks, "
@@ -96,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     out.add_argument(
         "--vsa",
-        type=Path,
+        type=path_argument,
         metavar="FILE",
         help="write a SLSA verification summary attestation per verified image (JSON lines)",
     )

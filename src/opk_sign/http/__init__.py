@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opk_sign._version import __version__
+from opk_sign.names import DEFAULT_EXCHANGE_TIMEOUT
 
 if TYPE_CHECKING:
     import requests
@@ -49,7 +50,7 @@ class HTTPConfig:
     pool_size: int = 32
     #: Overall seconds one exchange may take: connect, send, headers, redirects, retries with
     #: their backoff, and the whole body. None: only the per-read timeouts bound it.
-    exchange_timeout: float | None = 60.0
+    exchange_timeout: float | None = DEFAULT_EXCHANGE_TIMEOUT
     #: Bytes per second that earn time: every byte sent or received extends the exchange's own
     #: deadline by 1/min_rate s, so a large blob copied at a healthy rate is not cut off, while a
     #: trickle earns nothing. An enclosing deadline (``deadline.within``) is never extended.

@@ -22,11 +22,10 @@ from opk_sign import deadline
 from opk_sign.errors import FormatError, RegistryAuthError, RegistryUnavailableError
 from opk_sign.http import HTTPConfig, read_within
 from opk_sign.jose import parse_json
+from opk_sign.names import ENV_INSECURE_REGISTRIES, INSECURE_REGISTRY_FLAG
 from opk_sign.oci.credentials import Credential
 from opk_sign.oci.keychain import Keychain
 from opk_sign.urls import (
-    ENV_INSECURE_REGISTRIES,
-    INSECURE_REGISTRY_FLAG,
     NO_INSECURE_REGISTRIES,
     InsecureRegistries,
     is_loopback_host,

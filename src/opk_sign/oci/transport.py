@@ -34,12 +34,11 @@ from opk_sign.errors import (
 )
 from opk_sign.http import HTTPConfig, new_session
 from opk_sign.jose import parse_json
+from opk_sign.names import ENV_INSECURE_REGISTRIES, INSECURE_REGISTRY_FLAG
 from opk_sign.oci.auth import Authenticator, Scope
 from opk_sign.oci.keychain import Keychain
 from opk_sign.oci.reference import Reference
 from opk_sign.urls import (
-    ENV_INSECURE_REGISTRIES,
-    INSECURE_REGISTRY_FLAG,
     NO_INSECURE_REGISTRIES,
     InsecureRegistries,
     is_loopback_host,

@@ -19,13 +19,13 @@ from opk_sign.cli.main import build_parser, main
 from opk_sign.cli.options import registry_client
 from opk_sign.errors import EXIT_REGISTRY, EXIT_USAGE, RegistryAuthError, UsageError
 from opk_sign.http import DEFAULT_HTTP
+from opk_sign.names import ENV_INSECURE_REGISTRIES
 from opk_sign.oci.auth import Authenticator, Scope
 from opk_sign.oci.client import RegistryClient
 from opk_sign.oci.credentials import ExplicitCredentials
 from opk_sign.oci.keychain import Keychain
 from opk_sign.oci.reference import Reference
 from opk_sign.urls import (
-    ENV_INSECURE_REGISTRIES,
     InsecureRegistries,
     parse_registry_host,
     registry_host_key,
