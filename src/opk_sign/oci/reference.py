@@ -201,10 +201,13 @@ def _split_registry(text: str, name: str) -> tuple[str, str]:
 
 
 def canonical_registry(registry: str) -> str:
-    """The one spelling of a registry host: lower-case, without its scheme's default port
-    (``:443`` for HTTPS; ``:80`` for a loopback registry, which is plain HTTP), and Docker Hub's
-    host aliases as ``docker.io``."""
+    """The one spelling of a registry host: lower-case, the port as a number (``:0443`` is the
+    port ``:443`` reaches), without its scheme's default port (``:443`` for HTTPS; ``:80`` for a
+    loopback registry, which is plain HTTP), and Docker Hub's host aliases as ``docker.io``."""
     host = registry.lower()
+    name, colon, port = host.rpartition(":")
+    if colon and port.isascii() and port.isdigit() and ("[" not in host or name.endswith("]")):
+        host = f"{name}:{int(port)}"
     default_port = ":80" if is_loopback_host(host) else ":443"
     host = host.removesuffix(default_port)
     return DOCKER_HUB if host in DOCKER_HUB_ALIASES else host

@@ -30,6 +30,7 @@ ALIASES = [
     "registry.hub.docker.com/library/alpine",
     "docker.io:443/library/alpine",
     "index.docker.io:443/alpine",
+    "ghcr.io:0443/octo-org/app:pr-123",
 ]
 
 

@@ -38,6 +38,11 @@ SPELLINGS = [
     ("index.docker.io:443/alpine", "docker.io/library/alpine"),
     ("Registry-1.Docker.IO:443/alpine", "docker.io/library/alpine"),
     ("localhost:5000/o/app", "localhost:5000/o/app"),
+    # A port is a number: zeros before it reach the same port (red team, session 6).
+    ("ghcr.io:0443/octo-org/app:v1", "ghcr.io/octo-org/app"),
+    ("ghcr.io:000443/octo-org/app:v1", "ghcr.io/octo-org/app"),
+    ("docker.io:0443/alpine", "docker.io/library/alpine"),
+    ("localhost:05000/o/app", "localhost:5000/o/app"),
 ]
 
 
@@ -53,6 +58,7 @@ def test_other_ports_and_hosts_stay_other_repositories() -> None:
     assert MAPPING.lookup("ghcr.io:4430/octo-org/app") is None
     assert MAPPING.lookup("registry-2.docker.io/library/alpine") is None
     assert MAPPING.lookup("localhost:5001/o/app") is None
+    assert MAPPING.lookup("ghcr.io:04430/octo-org/app") is None
 
 
 def test_canonical_registry_drops_only_the_scheme_default_port() -> None:
