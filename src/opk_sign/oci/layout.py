@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from opk_sign.errors import FormatError, UsageError
+from opk_sign.jose import parse_json
 from opk_sign.oci.descriptor import Descriptor
 from opk_sign.oci.digest import digest_of, sha256_digest, split_digest, verify_digest
 
@@ -77,10 +78,11 @@ class LayoutReader:
     def __init__(self, root: Path) -> None:
         self.root = root
         marker = read_regular_file(root / LAYOUT_FILE, 4096, "oci-layout")
-        try:
-            version = json.loads(marker).get("imageLayoutVersion")
-        except (ValueError, AttributeError):
-            version = None
+        try:  # the strict, depth-bounded parser: a kit is whoever wrote it
+            parsed = parse_json(marker, "oci-layout")
+        except FormatError:
+            parsed = None
+        version = parsed.get("imageLayoutVersion") if isinstance(parsed, dict) else None
         if version != LAYOUT_VERSION:
             raise FormatError(f"{root}: oci-layout is not an OCI image layout {LAYOUT_VERSION}")
 
@@ -102,9 +104,9 @@ class LayoutReader:
     def _index(self) -> dict[str, Any]:
         data = read_regular_file(self.root / INDEX_FILE, MAX_INDEX_BYTES, "index.json")
         try:
-            doc: Any = json.loads(data)
-        except (ValueError, RecursionError):
-            raise FormatError(f"{self.root}: index.json is not JSON") from None
+            doc: Any = parse_json(data, "index.json", max_bytes=MAX_INDEX_BYTES)
+        except FormatError as err:
+            raise FormatError(f"{self.root}: index.json is not JSON ({err.message})") from None
         if not isinstance(doc, dict):
             raise FormatError(f"{self.root}: index.json is not a JSON object")
         return doc

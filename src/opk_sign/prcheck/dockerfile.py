@@ -37,6 +37,8 @@ from typing import Final
 #: and ``*.NAME``; ``*.dockerignore`` files next to them are not Dockerfiles.
 DOCKERFILE_NAMES: Final = ("dockerfile", "containerfile")
 SCRATCH: Final = "scratch"
+#: How deep ``${A:-${B:-…}}`` defaults may nest (real Dockerfiles use one or two levels).
+MAX_NESTING: Final = 16
 
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.*?)\s*$")
 _INSTRUCTION = re.compile(r"^(\S+)\s*(.*)$", re.DOTALL)
@@ -202,12 +204,17 @@ class _Unresolvable(Exception):
     """A variable has no value a build without --build-arg would give it."""
 
 
-def expand(word: str, variables: Mapping[str, str | None], escape: str = "\\") -> str:
+def expand(
+    word: str, variables: Mapping[str, str | None], escape: str = "\\", *, depth: int = 0
+) -> str:
     """``word`` with ``$VAR`` / ``${VAR…}`` replaced; an unset variable used bare raises.
 
     ``variables`` maps declared names to their default, or None for "declared, no default"
-    (unset unless a --build-arg gives it, which this check cannot know).
+    (unset unless a --build-arg gives it, which this check cannot know). ``${A:-${B:-…}}``
+    nests at most :data:`MAX_NESTING` deep: a pull request's Dockerfile is hostile input.
     """
+    if depth > MAX_NESTING:
+        raise _Unresolvable(f"variables nested more than {MAX_NESTING} deep")
     out: list[str] = []
     i = 0
     while i < len(word):
@@ -222,7 +229,7 @@ def expand(word: str, variables: Mapping[str, str | None], escape: str = "\\") -
             continue
         if i + 1 < len(word) and word[i + 1] == "{":
             end = _closing_brace(word, i + 2)
-            out.append(_expand_braced(word[i + 2 : end], variables, escape))
+            out.append(_expand_braced(word[i + 2 : end], variables, escape, depth))
             i = end + 1
             continue
         match = _NAME.match(word, i + 1)
@@ -247,7 +254,7 @@ def _closing_brace(word: str, start: int) -> int:
     raise _Unresolvable(f"unterminated ${{ in {word!r}")
 
 
-def _expand_braced(body: str, variables: Mapping[str, str | None], escape: str) -> str:
+def _expand_braced(body: str, variables: Mapping[str, str | None], escape: str, depth: int) -> str:
     match = _NAME.match(body)
     if match is None:
         raise _Unresolvable(f"invalid variable ${{{body}}}")
@@ -261,8 +268,10 @@ def _expand_braced(body: str, variables: Mapping[str, str | None], escape: str) 
             empty_counts = operator.startswith(":")
             is_set = value is not None and (value != "" or not empty_counts)
             if operator.endswith("-"):
-                return value if is_set and value is not None else expand(word, variables, escape)
-            return expand(word, variables, escape) if is_set else ""
+                if is_set and value is not None:
+                    return value
+                return expand(word, variables, escape, depth=depth + 1)
+            return expand(word, variables, escape, depth=depth + 1) if is_set else ""
     raise _Unresolvable(f"${{{body}}}: only ${{VAR}}, -, :-, + and :+ are understood here")
 
 
@@ -314,9 +323,24 @@ def _mount_sources(flags: Sequence[tuple[str, str]]) -> list[str]:
     ]
 
 
+def _shorten(word: str, limit: int = 120) -> str:
+    """A Dockerfile's word as a message quotes it: a hostile one can be a megabyte."""
+    return word if len(word) <= limit else f"{word[:limit]}… ({len(word)} characters)"
+
+
+def lines_of(text: str) -> list[str]:
+    """Lines as BuildKit's parser reads them: split at ``\\n`` only, a trailing ``\\r`` dropped.
+    (``str.splitlines`` also splits at form feeds, vertical tabs and Unicode separators, where
+    BuildKit does not: a line break only this check saw could hide a ``FROM`` from it.)"""
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it starts none
+    return lines
+
+
 def scan_dockerfile(text: str, path: str) -> Scan:
     """Every image ``path`` brings in (with its line), and every place the image is unknowable."""
-    lines = text.splitlines()
+    lines = lines_of(text)
     escape, first = _directives(lines)
     global_args: dict[str, str | None] = {}
     stage_args: dict[str, str | None] = {}
@@ -329,10 +353,11 @@ def scan_dockerfile(text: str, path: str) -> Scan:
         try:
             image = expand(word, variables, escape)
         except _Unresolvable as err:
-            problems.append(Problem(path, line, f"cannot tell which image {word!r} is: {err}"))
+            shown = _shorten(word)
+            problems.append(Problem(path, line, f"cannot tell which image {shown!r} is: {err}"))
             return
         if not image:
-            problems.append(Problem(path, line, f"{how} {word!r} names no image"))
+            problems.append(Problem(path, line, f"{how} {_shorten(word)!r} names no image"))
         elif image.lower() == SCRATCH or image.lower() in stages:
             return  # nothing pulled, or an earlier stage
         elif how != "FROM" and image.isdigit():
@@ -380,7 +405,7 @@ def scan_image_list(text: str, path: str) -> Scan:
     """A list file: one image per line, ``#`` comments, blank lines ignored."""
     uses: list[ImageUse] = []
     problems: list[Problem] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(lines_of(text), start=1):
         item = raw.split("#", 1)[0].strip()
         if not item:
             continue

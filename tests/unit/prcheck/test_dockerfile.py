@@ -455,3 +455,34 @@ def test_every_image_of_a_list_file_is_kept_with_its_line(items: list[str]) -> N
     scan = scan_image_list("\n".join(items), "images.txt")
     for use in scan.uses:
         assert items[use.line - 1].split("#", 1)[0].strip() == use.image
+
+
+@pytest.mark.parametrize("separator", ["\x0c", "\x0b", "\x1c", "\x1d", "\x1e", "\x85", "\u2028"])
+def test_lines_break_where_buildkit_breaks_them(separator: str) -> None:
+    """BuildKit splits at \\n only and continues a line only on a final backslash before spaces
+    or tabs: a form feed (or any other break only Python's splitlines sees) after the backslash
+    must not make the next FROM part of a RUN here while BuildKit pulls it (red team)."""
+    text = f"FROM alpine\nRUN echo hi \\{separator}\nFROM evil.example/backdoor:1\n"
+    scan = scan_dockerfile(text, "Dockerfile")
+    assert [(u.image, u.line) for u in scan.uses] == [
+        ("alpine", 1),
+        ("evil.example/backdoor:1", 3),
+    ]
+
+
+def test_crlf_lines_are_lines() -> None:
+    scan = scan_dockerfile(
+        "FROM alpine AS a\r\nRUN x \\\r\n  y\r\nFROM busybox:1\r\n", "Dockerfile"
+    )
+    assert [(u.image, u.line) for u in scan.uses] == [("alpine", 1), ("busybox:1", 4)]
+
+
+def test_deeply_nested_defaults_are_a_problem_not_a_crash() -> None:
+    depth = 5000
+    text = "ARG A\nFROM " + "${A:-" * depth + "alpine" + "}" * depth + "\n"
+    scan = scan_dockerfile(text, "Dockerfile")
+    (problem,) = scan.problems
+    assert problem.line == 2 and "nested more than" in problem.message
+    assert len(problem.message) < 300  # the word is not quoted whole
+    shallow = "ARG A\nFROM " + "${A:-" * 3 + "alpine" + "}" * 3 + "\n"
+    assert [u.image for u in scan_dockerfile(shallow, "Dockerfile").uses] == ["alpine"]
