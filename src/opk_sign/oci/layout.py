@@ -49,6 +49,7 @@ class LayoutWriter:
         digest = digest or sha256_digest(data)
         path = blob_path(self.root, digest)
         if not path.exists():
+            path.parent.mkdir(exist_ok=True)  # blobs/<algorithm>: sha512 is an OCI digest too
             temporary = path.with_name(path.name + ".partial")
             temporary.write_bytes(data)
             os.replace(temporary, path)

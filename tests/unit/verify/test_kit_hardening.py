@@ -164,3 +164,24 @@ def test_download_leaves_out_a_referrer_the_kit_reader_would_refuse(tmp_path: Pa
     report = _download(registry, tmp_path)
     assert report.bundles == 1 and len(report.skipped) == 1
     assert "annotations" in report.skipped[0]
+
+
+def test_a_referrer_listed_by_a_sha512_digest_is_kept_under_its_algorithm(tmp_path: Path) -> None:
+    """sha512 is an OCI digest too: the kit stores the manifest under blobs/sha512 (it was a
+    FileNotFoundError traceback, red team) and the kit reader accepts the kit."""
+    import hashlib
+
+    from opk_sign.verify.kit import KitSource
+
+    registry = _Registry([({"ok": "yes"}, dump(world().signature))])
+    listed = registry.listed[0]
+    data = registry.manifests[listed.digest]
+    sha512 = "sha512:" + hashlib.sha512(data).hexdigest()
+    registry.manifests[sha512] = data
+    registry.listed = [
+        Descriptor(listed.media_type, sha512, listed.size, artifact_type=listed.artifact_type)
+    ]
+    report = _download(registry, tmp_path)
+    assert report.bundles == 1 and not report.skipped
+    assert (tmp_path / "kit" / "blobs" / "sha512" / sha512.removeprefix("sha512:")).is_file()
+    KitSource(tmp_path / "kit")  # the integrity scan passes
