@@ -36,6 +36,8 @@ class CopyReport:
     referrers: int = 0
     bytes_copied: int = 0
     referrer_digests: list[str] = field(default_factory=list)
+    #: Referrers the source listed for a subject their manifest does not name: not copied.
+    skipped: list[str] = field(default_factory=list)
     #: The annotations of the top-level manifest's referrers as listed (unsigned hints).
     top_referrers: list[Descriptor] = field(default_factory=list)
 
@@ -45,6 +47,12 @@ class CopyReport:
             f"{self.manifests} manifests, {self.referrers} referrers, "
             f"{self.blobs_copied} blobs copied ({self.bytes_copied} bytes), "
             f"{self.blobs_mounted} mounted, {self.blobs_present} already there"
+            + (
+                f"; {len(self.skipped)} listed referrers left out (their subject is another "
+                "manifest)"
+                if self.skipped
+                else ""
+            )
         )
 
 
@@ -116,24 +124,40 @@ class _Copier:
         return []
 
     def copy_referrers(self, subject: str) -> list[str]:
-        """Copy the referrers of ``subject``; returns their digests (the next level's subjects)."""
+        """Copy the referrers of ``subject``; returns the digests of those copied now for the
+        first time (the next level's subjects).
+
+        The source's listing is a claim: a manifest is copied as a referrer of ``subject`` only
+        when its own ``subject`` names it (else a hostile source could attach anything to any
+        manifest of the destination), and each referrer's own referrers are followed once (a
+        listing that repeats the same manifests under every subject would otherwise grow
+        exponentially with the depth)."""
         found = [r for r in self.client.list_referrers(self.src, subject) if r.digest != subject]
         if subject == self.report.digest:
             self.report.top_referrers = found
         stored: list[Descriptor] = []
+        first_seen: list[str] = []
         for referrer in found:
             descriptor, data = self.client.pull_manifest(self.src, referrer.digest)
             manifest = self.client.parse(descriptor, data)
+            named = getattr(manifest, "subject", None)
+            if named is None or named.digest != subject:
+                with self._lock:
+                    self.report.skipped.append(referrer.digest)
+                continue
             with self._lock:
-                if referrer.digest not in self._referrers:
+                new = referrer.digest not in self._referrers
+                if new:
                     self._referrers.add(referrer.digest)
                     self.report.referrers += 1
                     self.report.referrer_digests.append(referrer.digest)
             self.copy_manifest(descriptor, data, None)
             stored.append(referrer_descriptor(manifest, descriptor.media_type, descriptor.digest))
+            if new:
+                first_seen.append(referrer.digest)
         # One fallback-index update per subject, after every referrer manifest is stored.
         self.client.register_referrers(self.dst, subject, stored)
-        return [r.digest for r in found]
+        return first_seen
 
     def _copy_blob(self, blob: Descriptor) -> None:
         """Copy a blob once; a thread needing a blob another thread is copying waits for it, so
