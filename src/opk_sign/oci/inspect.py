@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from opk_sign.errors import RegistryError
 from opk_sign.oci import limits, mediatypes
 from opk_sign.oci.buildkit import (
     ATTESTATION_ARTIFACT_TYPE,
@@ -86,12 +87,28 @@ def inspect_image(client: RegistryClient, ref: RefLike) -> ImageTree:
     if not reference.tag and not reference.digest:
         reference = reference.with_tag("latest")
     descriptor, data = client.pull_manifest(reference)
-    root = _manifest_node(client, reference, descriptor, data, depth=0)
+    root = _manifest_node(client, reference, descriptor, data, 0, _Walk())
     return ImageTree(reference, root)
 
 
-def _manifest_node(
-    client: RegistryClient, ref: Reference, descriptor: Descriptor, data: bytes, depth: int
+@dataclass
+class _Walk:
+    """What one inspection has listed: each manifest's referrers are listed once, however many
+    subjects a registry lists it under, and the whole tree holds at most MAX_REFERRERS of them
+    (a hostile registry repeating its listing under every subject would otherwise make the walk
+    grow exponentially with the depth)."""
+
+    listed: set[str] = field(default_factory=set)
+    nodes: int = 0
+
+
+def _manifest_node(  # noqa: PLR0917 - the recursion's state, passed down as it is
+    client: RegistryClient,
+    ref: Reference,
+    descriptor: Descriptor,
+    data: bytes,
+    depth: int,
+    walk: _Walk,
 ) -> TreeNode:
     node = TreeNode(descriptor)
     manifest = client.parse(descriptor, data)
@@ -101,19 +118,21 @@ def _manifest_node(
                 continue  # shown under the platform manifest it is about (below)
             if child.media_type in mediatypes.INDEX_MEDIA_TYPES:
                 _, child_data = client.pull_manifest(ref, child.digest)
-                node.manifests.append(_manifest_node(client, ref, child, child_data, depth + 1))
+                node.manifests.append(
+                    _manifest_node(client, ref, child, child_data, depth + 1, walk)
+                )
             else:
                 node.manifests.append(
-                    TreeNode(child, referrers=_referrers(client, ref, child.digest, 0))
+                    TreeNode(child, referrers=_referrers(client, ref, child.digest, 0, walk))
                 )
         if any(is_attestation_descriptor(child) for child in manifest.manifests):
-            _attach_attestations(client, ref, manifest, node)
-    node.referrers = _referrers(client, ref, descriptor.digest, 0)
+            _attach_attestations(client, ref, manifest, node, walk)
+    node.referrers = _referrers(client, ref, descriptor.digest, 0, walk)
     return node
 
 
 def _attach_attestations(
-    client: RegistryClient, ref: Reference, index: ImageIndex, node: TreeNode
+    client: RegistryClient, ref: Reference, index: ImageIndex, node: TreeNode, walk: _Walk
 ) -> None:
     """BuildKit's attestation manifests, each under the platform manifest it names, with the
     predicate types of its layers (one small manifest read each); one naming no manifest of the
@@ -122,7 +141,7 @@ def _attach_attestations(
     for child in index.manifests:
         if not is_attestation_descriptor(child):
             continue
-        attestation = TreeNode(child, referrers=_referrers(client, ref, child.digest, 0))
+        attestation = TreeNode(child, referrers=_referrers(client, ref, child.digest, 0, walk))
         read, data = client.pull_manifest(ref, child.digest)
         parsed = client.parse(read, data)
         attestation.predicate_types = (
@@ -152,15 +171,24 @@ def _attach_attestations(
         ]
 
 
-def _referrers(client: RegistryClient, ref: Reference, digest: str, depth: int) -> list[TreeNode]:
-    if depth >= limits.MAX_REFERRER_DEPTH:
+def _referrers(
+    client: RegistryClient, ref: Reference, digest: str, depth: int, walk: _Walk
+) -> list[TreeNode]:
+    if depth >= limits.MAX_REFERRER_DEPTH or digest in walk.listed:
         return []
-    return [
-        TreeNode(r, referrers=_referrers(client, ref, r.digest, depth + 1))
-        for r in sorted(
-            client.list_referrers(ref, digest),
-            key=lambda d: (d.artifact_type or "", d.digest),
+    walk.listed.add(digest)
+    found = sorted(
+        client.list_referrers(ref, digest), key=lambda d: (d.artifact_type or "", d.digest)
+    )
+    walk.nodes += len(found)
+    if walk.nodes > limits.MAX_REFERRERS:
+        raise RegistryError(
+            f"{ref.name}: the registry lists more than {limits.MAX_REFERRERS} referrers in this "
+            "image's tree; refusing to walk further",
+            hint="inspect a single manifest by digest, or ask the registry's owner",
         )
+    return [
+        TreeNode(r, referrers=_referrers(client, ref, r.digest, depth + 1, walk)) for r in found
     ]
 
 

@@ -153,3 +153,33 @@ def test_inspect_never_hides_a_signature_an_index_calls_an_attestation() -> None
     (node,) = tree.to_dict()["manifests"]
     assert [r["digest"] for r in node["referrers"]] == [signature]
     assert node["referrers"][0]["artifactType"] == SIGNATURE_ARTIFACT_TYPE
+
+
+class _Repeating(_Registry):
+    """Lists the same referrers under every subject, counting the listings asked for."""
+
+    def __init__(self, listed: list[Descriptor]) -> None:
+        super().__init__()
+        self.listed = listed
+        self.asked = 0
+
+    def list_referrers(self, ref: Reference, digest: str, artifact_type: Any = None) -> Any:
+        self.asked += 1
+        return list(self.listed)
+
+
+def test_inspect_lists_each_manifests_referrers_once() -> None:
+    """A registry repeating one listing under every subject made the walk exponential in the
+    depth (4 referrers, 8 levels: ~22,000 listings); each is now asked once (red team)."""
+    registry = _Repeating([])
+    image = registry.put(
+        {"schemaVersion": 2, "mediaType": mediatypes.OCI_MANIFEST, "config": CONFIG, "layers": []},
+        tag="1",
+    )
+    registry.listed = [
+        Descriptor(mediatypes.OCI_MANIFEST, "sha256:" + f"{i}" * 64, 1, artifact_type="x/y")
+        for i in range(4)
+    ]
+    tree = inspect_image(registry, Reference.parse("registry.example/a/b:1"))  # type: ignore[arg-type]
+    assert registry.asked == 1 + 4 and image == tree.root.descriptor.digest
+    assert len(tree.root.referrers) == 4
