@@ -161,11 +161,26 @@ def display_path(path: Path, root: Path | None) -> str:
     return path.as_posix()
 
 
+#: The largest Dockerfile or image list read (the largest real Dockerfiles are tens of KiB).
+MAX_FILE_BYTES = 1024 * 1024
+
+
 def _read(path: Path, what: str) -> str:
+    """A file of the change, read as hostile: a regular file (a symlink committed to
+    /dev/zero or to a runner's file is not followed), at most MAX_FILE_BYTES, UTF-8."""
+    from opk_sign.errors import FormatError
+    from opk_sign.oci.layout import read_regular_file
+
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UsageError(f"cannot read {what} {path}: {err}") from None
+        return read_regular_file(path, MAX_FILE_BYTES, what).decode("utf-8")
+    except FormatError as err:
+        raise UsageError(
+            f"cannot read {what} {path}: {err.message}",
+            hint="a Dockerfile is checked as a regular file of at most 1 MiB, never through a "
+            "symbolic link: name the file a link points to",
+        ) from None
+    except UnicodeDecodeError as err:
+        raise UsageError(f"cannot read {what} {path}: not UTF-8 ({err.reason})") from None
 
 
 # --- running ------------------------------------------------------------------------------------

