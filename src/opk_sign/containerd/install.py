@@ -8,6 +8,7 @@ runs every entry there as a verifier, and a file it cannot run refuses every pul
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -38,12 +39,17 @@ class Installed:
     fragment: str
 
 
+#: containerd runs at most this many files of the verifier directory, the first in name order
+#: (the fragment below sets it; a verifier past it is silently never run).
+MAX_VERIFIERS = 10
+
+
 def containerd_fragment(bin_dir: Path, timeout: float = 10.0) -> str:
     """The containerd config (version 3, containerd 2.x) enabling the verifier directory."""
     return (
         '[plugins."io.containerd.image-verifier.v1.bindir"]\n'
         f'  bin_dir = "{bin_dir}"\n'
-        "  max_verifiers = 10\n"
+        f"  max_verifiers = {MAX_VERIFIERS}\n"
         f'  per_verifier_timeout = "{timeout:g}s"\n'
     )
 
@@ -80,6 +86,7 @@ def install(
     if not python or not os.access(python, os.X_OK):
         raise UsageError(f"this installation's Python ({python!r}) cannot be run")
     text = settings.to_toml()
+    _check_position(bin_dir)
     try:
         bin_dir.mkdir(parents=True, exist_ok=True, mode=0o755)
         config.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -95,10 +102,36 @@ def install(
     return Installed(executable, config, containerd_fragment(bin_dir))
 
 
+def _check_position(bin_dir: Path) -> None:
+    """Refuse an installation containerd would never run: past the first MAX_VERIFIERS files of
+    the directory in name order, every pull would be allowed unverified."""
+    try:
+        others = {entry for entry in os.listdir(bin_dir) if entry != EXECUTABLE}
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise UsageError(f"cannot read the verifier directory {bin_dir}: {err.strerror}") from None
+    position = sorted({*others, EXECUTABLE}).index(EXECUTABLE)
+    if position >= MAX_VERIFIERS:
+        raise UsageError(
+            f"{bin_dir} holds {len(others)} other files, {position} of them before "
+            f"{EXECUTABLE!r} in name order: containerd runs only the first {MAX_VERIFIERS}, "
+            "so opk-sign would never verify a pull",
+            hint=f"remove files from {bin_dir}, or give another --bin-dir",
+        )
+
+
 def _write(path: Path, data: bytes, mode: int) -> None:
+    """Write ``path`` whole or not at all: the partial file is not executable while it is
+    written (containerd runs every file of the verifier directory) and is removed on failure."""
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

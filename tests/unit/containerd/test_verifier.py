@@ -172,3 +172,36 @@ def test_the_install_command_prints_the_containerd_fragment(
     assert "no trust repository is installed" in out  # said at once, not at the first pull
     written = (tmp_path / "iv" / SETTINGS_FILE).read_text()
     assert 'unmapped = "deny"' in written and f'trust-dir = "{tmp_path / "trust"}"' in written
+
+
+def test_install_refuses_a_place_containerd_would_never_run(tmp_path: Path) -> None:
+    """containerd runs the first max_verifiers files in name order: opk-sign past them would
+    let every pull through unverified (red team)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for i in range(10):
+        (bin_dir / f"a-verifier-{i}").write_text("#!/bin/sh\nexit 0\n")
+    settings = Settings(trust_dir=tmp_path / "nothing")
+    with pytest.raises(UsageError, match="containerd runs only the first 10"):
+        install(settings, bin_dir=bin_dir)
+    assert EXECUTABLE not in {p.name for p in bin_dir.iterdir()}
+    (bin_dir / "a-verifier-9").unlink()  # now 9 before it: the 10th is opk-sign
+    install(settings, bin_dir=bin_dir)
+
+
+def test_a_failed_install_leaves_no_partial_file_in_the_verifier_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """containerd runs every file there: a half-written one would run on every pull."""
+    bin_dir = tmp_path / "bin"
+    real_replace = os.replace
+
+    def full_disk(src: object, dst: object) -> None:
+        if str(dst).startswith(str(bin_dir)):
+            raise OSError(28, "No space left on device", str(dst))
+        real_replace(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(UsageError, match="No space left on device"):
+        install(Settings(trust_dir=tmp_path / "nothing"), bin_dir=bin_dir)
+    assert list(bin_dir.iterdir()) == []
