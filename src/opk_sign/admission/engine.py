@@ -441,6 +441,9 @@ class Engine:
             isinstance(known, dict)
             and isinstance(known.get("fingerprint"), str)
             and isinstance(known.get("required"), str)
+            # Computed under these settings: the settings file is read on every pull, and a
+            # changed issuer must not meet digests verified under the old one (red team).
+            and known.get("issuer") == self._issuer()
         ):
             return None
         key = cache_key(
@@ -469,7 +472,7 @@ class Engine:
             return
         rules = state.get("rules")
         rules = dict(rules) if isinstance(rules, dict) else {}
-        entry = {"fingerprint": fingerprint, "required": required}
+        entry = {"fingerprint": fingerprint, "required": required, "issuer": self._issuer()}
         if rules.get(pattern) == entry:
             return
         rules[pattern] = entry
@@ -480,13 +483,16 @@ class Engine:
         parts = [
             policy_target,
             hashlib.sha256(document).hexdigest(),
-            self.settings.issuer or default_issuer(),
+            self._issuer(),
             ",".join(options.signed_repositories),
             # What the rule adds to the policy document (transparency: required ...).
             f"require-tlog {options.require_tlog}",
             f"source {options.source!r}",
         ]
         return "\n".join(parts)
+
+    def _issuer(self) -> str:
+        return self.settings.issuer or default_issuer()
 
     def _unmapped(self, name: str, digest: str | None, version: str | None) -> Decision:
         allowed = self.settings.unmapped == "allow"
