@@ -239,32 +239,40 @@ class VerificationServer(ThreadingHTTPServer):
     def decide_all(self, keys: list[str]) -> list[Decision]:
         engine = self.engine
         limit = self.limits.request_timeout
+        # The audit log says what the answer said: a key refused for the deadline is audited
+        # as refused, and its worker's late decision is not audited at all.
+        refused: set[int] = set()
+        lock = threading.Lock()
         with deadline.within(limit, "deciding the request's images") as bound:
 
-            def one(key: str) -> Decision:
+            def one(index: int, key: str) -> Decision:
                 with deadline.within(bound):
                     decision = engine.decide(key)
-                engine.audit(decision)
+                with lock:
+                    if index not in refused:
+                        engine.audit(decision)
                 return decision
 
-            futures = [self.pool.submit(one, key) for key in keys]
+            futures = [self.pool.submit(one, index, key) for index, key in enumerate(keys)]
             decisions = []
-            for key, future in zip(keys, futures, strict=True):
+            for index, (key, future) in enumerate(zip(keys, futures, strict=True)):
                 remaining = bound.remaining() if bound is not None else None
                 try:
                     decisions.append(future.result(timeout=(remaining or 0) + 1.0))
                 except Exception as err:  # a key the deadline cut off, or a bug: refused
                     future.cancel()
-                    decisions.append(
-                        Decision(
-                            image=key,
-                            allowed=False,
-                            outcome="registry-error",
-                            exit_code=13,
-                            required="a decision within the request's deadline",
-                            found=f"not decided within {limit:g} s ({type(err).__name__})",
-                        )
+                    refusal = Decision(
+                        image=key,
+                        allowed=False,
+                        outcome="registry-error",
+                        exit_code=13,
+                        required="a decision within the request's deadline",
+                        found=f"not decided within {limit:g} s ({type(err).__name__})",
                     )
+                    with lock:
+                        refused.add(index)
+                        engine.audit(refusal)
+                    decisions.append(refusal)
         for decision in decisions:
             self.metrics.decision(decision)
         return decisions
