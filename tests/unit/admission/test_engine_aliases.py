@@ -77,7 +77,13 @@ def test_the_cache_key_is_the_canonical_names(tmp_path: Path) -> None:
             "expires": now + 3600,
             "trustVersion": version,
             "mapping": MAPPING.to_dict(),
-            "rules": {"ghcr.io/octo-org/*": {"fingerprint": "fp", "required": "policy app"}},
+            "rules": {
+                "ghcr.io/octo-org/*": {
+                    "fingerprint": "fp",
+                    "required": "policy app",
+                    "issuer": first._issuer(),
+                }
+            },
         },
     )
     key = cache_key(digest=DIGEST, name="ghcr.io/octo-org/app", policy="fp", trust_version=version)

@@ -79,7 +79,13 @@ def test_the_fast_path_needs_fresh_unexpired_trust_state(tmp_path: Path) -> None
         "expires": now + 3600,
         "trustVersion": "root 1, targets 3",
         "mapping": mapping.to_dict(),
-        "rules": {"ghcr.io/o/*": {"fingerprint": "fp", "required": "a signature by o/app"}},
+        "rules": {
+            "ghcr.io/o/*": {
+                "fingerprint": "fp",
+                "required": "a signature by o/app",
+                "issuer": first._issuer(),
+            }
+        },
     }
     key = cache_key(
         digest=DIGEST, name="ghcr.io/o/app", policy="fp", trust_version="root 1, targets 3"
