@@ -19,7 +19,7 @@ def sha256_digest(data: bytes) -> str:
 
 def split_digest(digest: str) -> tuple[str, str]:
     """``(algorithm, hex)`` of a digest we can verify; anything else is refused with the reason."""
-    match = _DIGEST.match(digest)
+    match = _DIGEST.fullmatch(digest)  # fullmatch: `$` would let a final newline through
     if not match:
         raise UsageError(f"invalid digest {digest!r}: expected <algorithm>:<hex>")
     algorithm, encoded = match.groups()

@@ -40,7 +40,7 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _IPV6 = r"\[[0-9a-fA-F:.]+(?:%[a-zA-Z0-9]+)?\]"
 _DOMAIN = re.compile(rf"^(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]+)?$")
 _PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[_.]|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")  # ASCII, as the distribution spec
 _HEX_ID = re.compile(r"^[a-f0-9]{64}$")
 
 
@@ -178,6 +178,9 @@ def _split_registry(text: str, name: str) -> tuple[str, str]:
         registry, path = first, name[slash + 1 :]
         if not _DOMAIN.fullmatch(registry):
             raise UsageError(f"invalid image reference {text!r}: invalid registry {registry!r}")
+        host, colon, port = registry.rpartition(":")
+        if colon and port.isdigit() and not host.endswith(":") and int(port) > 65535:
+            raise UsageError(f"invalid image reference {text!r}: port {port} is over 65535")
     if registry == "index.docker.io":
         registry = DOCKER_HUB
     if registry == DOCKER_HUB and "/" not in path:

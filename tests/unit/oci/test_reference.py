@@ -132,3 +132,23 @@ def test_any_text_parses_or_is_refused_as_usage(text: str) -> None:
     except UsageError:
         return
     assert Reference.parse(str(ref)) == ref
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ghcr.io:99999/o/app:1",  # no such port: a usage error, not a network one
+        "ghcr.io/o/app:vé",  # tags are ASCII (distribution spec): no registry request for them
+        "ghcr.io/o/app:\uff561",  # a fullwidth v
+    ],
+)
+def test_references_the_spec_does_not_allow_are_usage_errors(text: str) -> None:
+    with pytest.raises(UsageError):
+        Reference.parse(text)
+
+
+def test_a_digest_with_a_final_newline_is_not_a_digest() -> None:
+    from opk_sign.oci.digest import split_digest
+
+    with pytest.raises(UsageError):
+        split_digest("sha256:" + "ab" * 32 + "\n")
