@@ -117,7 +117,7 @@ def _check_position(bin_dir: Path) -> None:
             f"{bin_dir} holds {len(others)} other files, {position} of them before "
             f"{EXECUTABLE!r} in name order: containerd runs only the first {MAX_VERIFIERS}, "
             "so opk-sign would never verify a pull",
-            hint=f"remove files from {bin_dir}, or give another --bin-dir",
+            hint=f"remove files from {bin_dir}, or install into another verifier directory",
         )
 
 

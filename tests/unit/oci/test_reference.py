@@ -97,11 +97,16 @@ def test_api_host_scheme_and_helpers() -> None:
 
 
 component = st.from_regex(r"[a-z0-9]{1,6}((\.|_|__|-{1,3})[a-z0-9]{1,6}){0,2}", fullmatch=True)
+#: A port as written: digits (leading zeros too) naming a port that exists.
+port = st.from_regex(r"[0-9]{1,5}", fullmatch=True).filter(lambda p: int(p) <= 65535)
 domain = st.one_of(
     st.just("docker.io"),
-    st.from_regex(r"[a-z0-9]{1,8}(\.[a-z0-9]{1,8}){1,2}(:[0-9]{1,5})?", fullmatch=True),
-    st.from_regex(r"localhost(:[0-9]{1,5})?", fullmatch=True),
-    st.from_regex(r"127\.0\.0\.[0-9]{1,3}:[0-9]{1,5}", fullmatch=True),
+    st.tuples(
+        st.from_regex(r"[a-z0-9]{1,8}(\.[a-z0-9]{1,8}){1,2}", fullmatch=True),
+        st.none() | port,
+    ).map(lambda hp: hp[0] if hp[1] is None else f"{hp[0]}:{hp[1]}"),
+    (st.none() | port).map(lambda p: "localhost" if p is None else f"localhost:{p}"),
+    st.tuples(st.from_regex(r"127\.0\.0\.[0-9]{1,3}", fullmatch=True), port).map(":".join),
 )
 tag = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
 digest = st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True)
