@@ -41,7 +41,12 @@ from opk_sign.oci import limits, mediatypes
 from opk_sign.oci.client import RefLike, RegistryClient, referrer_descriptor
 from opk_sign.oci.descriptor import Descriptor
 from opk_sign.oci.digest import digest_of, is_digest, sha256_digest, split_digest
-from opk_sign.oci.layout import LayoutReader, LayoutWriter, read_regular_file
+from opk_sign.oci.layout import (
+    MAX_INDEX_ENTRIES,
+    LayoutReader,
+    LayoutWriter,
+    read_regular_file,
+)
 from opk_sign.oci.manifest import (
     ImageIndex,
     ImageManifest,
@@ -207,9 +212,13 @@ def _write(
     manifests: list[tuple[Descriptor, str | None]] = [(top, None)]
     parsed = client.parse(top, data)
     if isinstance(parsed, ImageIndex):
+        seen = {top.digest}
         for child in parsed.manifests:
-            if child.media_type not in mediatypes.MANIFEST_MEDIA_TYPES:
+            # Each manifest once, however often an index lists it (a repeated child would
+            # repeat its referrers past what the kit reader accepts).
+            if child.media_type not in mediatypes.MANIFEST_MEDIA_TYPES or child.digest in seen:
                 continue
+            seen.add(child.digest)
             child_descriptor, child_data = client.pull_manifest(ref, child.digest)
             layout.put(child_data, child.digest)
             manifests.append((child_descriptor, str(child.platform) if child.platform else None))
@@ -236,6 +245,12 @@ def _write(
                 continue
             entries.append(stored)
             report.bundles += 1
+    if len(entries) > MAX_INDEX_ENTRIES:  # what the reader refuses is never written
+        raise RegistryError(
+            f"{ref}: {len(entries)} manifests and bundles, more than the {MAX_INDEX_ENTRIES} a "
+            "kit holds",
+            hint="download a single platform's manifest by its digest",
+        )
     _write_trust(staging, ref, report, material)
     # kit.json is covered whole: its description's digest is annotated in index.json, whose
     # digest (with every other file's) kit.json lists.

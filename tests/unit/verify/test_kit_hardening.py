@@ -185,3 +185,37 @@ def test_a_referrer_listed_by_a_sha512_digest_is_kept_under_its_algorithm(tmp_pa
     assert report.bundles == 1 and not report.skipped
     assert (tmp_path / "kit" / "blobs" / "sha512" / sha512.removeprefix("sha512:")).is_file()
     KitSource(tmp_path / "kit")  # the integrity scan passes
+
+
+def test_an_index_listing_one_child_many_times_gives_a_kit_its_reader_accepts(
+    tmp_path: Path,
+) -> None:
+    """Each manifest once: a child repeated 40 times with 256 referrers made a 10,241-entry
+    index.json that `verify --from-dir` then refused (red team)."""
+    from opk_sign.oci.digest import sha256_digest
+    from opk_sign.verify.kit import KitSource
+
+    registry = _Registry([({"n": str(i)}, dump(world().signature)) for i in range(256)])
+    child = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": registry.digest,
+        "size": len(registry.image),
+        "platform": {"os": "linux", "architecture": "amd64"},
+    }
+    index_type = "application/vnd.oci.image.index.v1+json"
+    index = json.dumps(
+        {"schemaVersion": 2, "mediaType": index_type, "manifests": [child] * 40}
+    ).encode()
+    top = sha256_digest(index)
+    registry.manifests[top] = index
+    plain = registry.pull_manifest
+
+    def pull(ref: Any, digest: str | None = None) -> tuple[Descriptor, bytes]:
+        if digest is None:
+            return Descriptor(index_type, top, len(index)), index
+        return plain(ref, digest)
+
+    registry.pull_manifest = pull  # type: ignore[method-assign]
+    report = _download(registry, tmp_path)
+    assert len(report.manifests) == 2 and report.bundles == 256
+    KitSource(tmp_path / "kit")
