@@ -14,12 +14,12 @@ Gatekeeper template denies on ``responses.errors``, a Kyverno rule on the items'
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, Final
 
 from opk_sign.admission.decision import Decision
-from opk_sign.errors import UsageError
+from opk_sign.errors import FormatError, UsageError
+from opk_sign.jose import parse_json
 
 API_VERSIONS: Final = ("externaldata.gatekeeper.sh/v1beta1", "externaldata.gatekeeper.sh/v1alpha1")
 REQUEST_KIND: Final = "ProviderRequest"
@@ -31,10 +31,10 @@ MAX_KEY_LENGTH: Final = 1024
 
 def parse_request(data: bytes, max_keys: int = MAX_KEYS) -> tuple[str, list[str]]:
     """The request's apiVersion and keys (each once, in order); UsageError saying what is wrong."""
-    try:
-        document = json.loads(data)
-    except (ValueError, RecursionError):
-        raise UsageError("the request body is not JSON") from None
+    try:  # strict: duplicate members (which one would count?), NaN, depth; the server bounds size
+        document = parse_json(data, "the request body", max_bytes=max(len(data), 1))
+    except FormatError as err:
+        raise UsageError(f"the request body is not JSON we accept: {err.message}") from None
     if not isinstance(document, dict):
         raise UsageError("the request body is not a JSON object")
     api_version = document.get("apiVersion", API_VERSIONS[0])

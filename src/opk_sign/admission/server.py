@@ -323,9 +323,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(411, "a Content-Length is required (no chunked bodies)")
             return
         try:
-            length = int(length_text)
-            if length < 0:
+            # ASCII digits only: int() also takes "+10", "1_0" and other scripts' digits.
+            if not (length_text.isascii() and length_text.isdigit()):
                 raise ValueError
+            length = int(length_text)
         except ValueError:
             self.close_connection = True
             self._error(400, "bad Content-Length")

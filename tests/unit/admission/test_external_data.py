@@ -40,6 +40,9 @@ def test_parse_request_keeps_order_and_drops_repeats() -> None:
         (body(request={"keys": [""]}), "1 to 1024 characters"),
         (body(request={"keys": ["x" * 1025]}), "1 to 1024 characters"),
         (b"[" * 100_000, "not JSON"),
+        # Strict: two "request" members (which one counts?) and NaN are refused (red team).
+        (b'{"request": {"keys": ["a:1"]}, "request": {"keys": ["b:1"]}}', "duplicate"),
+        (b'{"request": {"keys": ["a:1"]}, "x": NaN}', "not JSON"),
     ],
 )
 def test_bad_requests(data: bytes, message: str) -> None:

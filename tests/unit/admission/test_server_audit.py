@@ -51,3 +51,26 @@ def test_a_key_the_deadline_cut_off_is_audited_as_refused() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_content_length_is_ascii_digits_only() -> None:
+    """int() takes "+10", "1_0" and other scripts' digits: a proxy in front may read them
+    otherwise (red team)."""
+    import socket
+
+    server = VerificationServer(("127.0.0.1", 0), _SlowEngine(), ServiceLimits())  # type: ignore[arg-type]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    try:
+        for length in ("+10", "1_0", "\u0661\u0660", " 10"):
+            with socket.create_connection((str(host), int(port)), timeout=10) as conn:
+                conn.sendall(
+                    f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {length}\r\n\r\n".encode()
+                    + b"0123456789"
+                )
+                answer = conn.recv(4096).decode("latin-1")
+            assert answer.startswith("HTTP/1.1 400"), (length, answer[:80])
+    finally:
+        server.shutdown()
+        server.server_close()
