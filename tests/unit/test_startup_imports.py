@@ -105,6 +105,17 @@ def test_top_level_help_loads_no_command(tmp_path: Path) -> None:
     assert command_modules(modules) == set()
     assert loaded(modules, HEAVY) == []
     assert "typing" not in modules  # nothing on this path needs it at run time
+    assert "shutil" not in modules  # the terminal's width is read without it (cli.main)
+
+
+@pytest.mark.parametrize("columns", ["", "40", "200", "0", "x"])
+def test_the_help_width_is_argparses(columns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from opk_sign.cli.main import terminal_columns
+
+    monkeypatch.setenv("COLUMNS", columns)
+    assert terminal_columns() == shutil.get_terminal_size().columns
 
 
 @pytest.mark.parametrize("name", [name for name, _, _ in COMMANDS])

@@ -94,6 +94,26 @@ class Parser(argparse.ArgumentParser):
             f"{self.prog}: error: {message}\nusage: see `{self.prog} --help`\n",
         )
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse's width is shutil.get_terminal_size()'s, less 2; reading it here the same
+        # way spares every --help the import of shutil (with zlib, bz2 and lzma).
+        # Every argparse.HelpFormatter takes width; typeshed's protocol names only prog.
+        return self.formatter_class(prog=self.prog, width=terminal_columns() - 2)  # type: ignore[call-arg]
+
+
+def terminal_columns() -> int:
+    """What ``shutil.get_terminal_size().columns`` says: $COLUMNS, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
 
 class _CommandParsers(dict[str, Parser]):
     """The subcommands' parsers by name, as argparse keeps them (``choices``), each built when
