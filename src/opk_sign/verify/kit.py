@@ -74,6 +74,9 @@ POLICY_FILE: Final = f"{KIT_DIR}/policy.json"
 _KIT_MAX_BYTES: Final = 4 << 20
 _MAX_BLOBS: Final = 20_000
 _MAX_BLOB_BYTES: Final = max(limits.MAX_MANIFEST_BYTES, limits.MAX_BUNDLE_BYTES)
+#: All blobs together: manifests and bundles, never layers (a large real kit is tens of MiB;
+#: 20,000 sparse 4 MiB files would otherwise take minutes to hash).
+_MAX_KIT_BYTES: Final = 256 * 1024 * 1024
 #: The opk-sign referrers a kit keeps (other referrers are not ours to judge).
 _KINDS: Final = (SIGNATURE_ARTIFACT_TYPE, ATTESTATION_ARTIFACT_TYPE)
 #: The annotation naming an image in a layout's index (image-spec ``annotations.md``).
@@ -429,23 +432,27 @@ class KitSource:
             self._trust[name] = content
         _only(root, {"oci-layout", "index.json", "blobs", KIT_DIR})
         _only(root / KIT_DIR, {n.removeprefix(f"{KIT_DIR}/") for n in (*_NAMED, KIT_FILE)})
-        count = 0
+        # Counted and sized first, hashed after: a flood is refused before any of it is read.
+        found: list[tuple[str, Path]] = []
+        total = 0
         with os.scandir(root / "blobs") as algorithms:
             for algorithm in algorithms:
                 _require_directory(Path(algorithm.path))
                 with os.scandir(algorithm.path) as blobs:
                     for blob in blobs:
-                        count += 1
-                        if count > _MAX_BLOBS:
+                        found.append((f"{algorithm.name}:{blob.name}", Path(blob.path)))
+                        if len(found) > _MAX_BLOBS:
                             raise FormatError(f"more than {_MAX_BLOBS} blobs")
-                        digest = f"{algorithm.name}:{blob.name}"
-                        content = read_regular_file(
-                            Path(blob.path), _MAX_BLOB_BYTES, f"blob {digest}"
-                        )
-                        if digest_of_blob(content, digest) != digest:
-                            raise FormatError(
-                                f"blob {digest} does not match its name (altered after download)"
-                            )
+                        total += blob.stat(follow_symlinks=False).st_size
+        if total > _MAX_KIT_BYTES:
+            raise FormatError(
+                f"the kit's blobs hold more than {_MAX_KIT_BYTES} bytes: not a kit `opk-sign "
+                "download` writes (it holds manifests and bundles, never layers)"
+            )
+        for digest, path in found:
+            content = read_regular_file(path, _MAX_BLOB_BYTES, f"blob {digest}")
+            if digest_of_blob(content, digest) != digest:
+                raise FormatError(f"blob {digest} does not match its name (altered after download)")
         return doc
 
     def pull_manifest(self, ref: RefLike, digest: str | None = None) -> tuple[Descriptor, bytes]:

@@ -219,3 +219,24 @@ def test_an_index_listing_one_child_many_times_gives_a_kit_its_reader_accepts(
     report = _download(registry, tmp_path)
     assert len(report.manifests) == 2 and report.bundles == 256
     KitSource(tmp_path / "kit")
+
+
+def test_a_kit_whose_blobs_hold_too_much_is_refused_before_they_are_hashed(
+    tmp_path: Path,
+) -> None:
+    """A kit holds manifests and bundles, never layers: 20,000 sparse 4 MiB blobs took minutes
+    to hash on every verification (red team). Refused (12) from their sizes."""
+    import time
+
+    from opk_sign.errors import FormatError
+    from opk_sign.verify.kit import KitSource
+
+    _download(_Registry([({"ok": "yes"}, dump(world().signature))]), tmp_path)
+    blobs = tmp_path / "kit" / "blobs" / "sha256"
+    for i in range(70):  # 280 MiB apparent, a few KiB on disk
+        with open(blobs / f"{i:064x}", "wb") as sparse:
+            sparse.truncate(4 << 20)
+    started = time.monotonic()
+    with pytest.raises(FormatError, match="blobs hold more than"):
+        KitSource(tmp_path / "kit")
+    assert time.monotonic() - started < 5
