@@ -160,15 +160,17 @@ def _attach_attestations(
         # Newer BuildKit also gives the attestation manifest a `subject` and its artifactType:
         # the referrers API then lists it under its platform too. It is shown once, as the
         # attestation it is; a referrer of another type is never hidden, whatever the index
-        # calls it (an index entry could name a signature's digest).
-        target.referrers = [
+        # calls it (an index entry could name a signature's digest). Its own referrers were
+        # listed under that entry (each manifest's are listed once): they move with it.
+        shown = [
             r
             for r in target.referrers
-            if not (
-                r.descriptor.digest == child.digest
-                and r.descriptor.artifact_type == ATTESTATION_ARTIFACT_TYPE
-            )
+            if r.descriptor.digest == child.digest
+            and r.descriptor.artifact_type == ATTESTATION_ARTIFACT_TYPE
         ]
+        if shown:
+            target.referrers = [r for r in target.referrers if r not in shown]
+            attestation.referrers = attestation.referrers or shown[0].referrers
 
 
 def _referrers(

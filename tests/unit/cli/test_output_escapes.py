@@ -19,6 +19,7 @@ from opk_sign.cli.main import main
 from opk_sign.errors import NotFoundError
 from opk_sign.library.bashbrew import TagPlan
 from opk_sign.oci import mediatypes
+from opk_sign.oci.buildkit import ATTESTATION_ARTIFACT_TYPE
 from opk_sign.oci.descriptor import Descriptor
 from opk_sign.oci.inspect import inspect_image
 from opk_sign.oci.manifest import parse_manifest
@@ -183,3 +184,55 @@ def test_inspect_lists_each_manifests_referrers_once() -> None:
     tree = inspect_image(registry, Reference.parse("registry.example/a/b:1"))  # type: ignore[arg-type]
     assert registry.asked == 1 + 4 and image == tree.root.descriptor.digest
     assert len(tree.root.referrers) == 4
+
+
+def test_an_attestation_manifests_own_signature_is_shown_under_it() -> None:
+    """A BuildKit attestation manifest that is also its platform's referrer (its `subject`) is
+    shown once, as the platform's attestation, with its own referrers (`sign
+    --attestation-manifests` signs it): walking its referrers once must not lose them."""
+    registry = _Registry()
+    platform = registry.put(
+        {"schemaVersion": 2, "mediaType": mediatypes.OCI_MANIFEST, "config": CONFIG, "layers": []}
+    )
+    attestation = registry.put(
+        {
+            "schemaVersion": 2,
+            "mediaType": mediatypes.OCI_MANIFEST,
+            "artifactType": ATTESTATION_ARTIFACT_TYPE,
+            "config": CONFIG,
+            "layers": [],
+            "subject": {"mediaType": mediatypes.OCI_MANIFEST, "digest": platform, "size": 1},
+        }
+    )
+    signature = "sha256:" + "5" * 64
+    registry.referrers[platform] = [
+        Descriptor(mediatypes.OCI_MANIFEST, attestation, 1, artifact_type=ATTESTATION_ARTIFACT_TYPE)
+    ]
+    registry.referrers[attestation] = [
+        Descriptor(mediatypes.OCI_MANIFEST, signature, 1, artifact_type=SIGNATURE_ARTIFACT_TYPE)
+    ]
+    entries: list[dict[str, Any]] = [
+        {
+            "mediaType": mediatypes.OCI_MANIFEST,
+            "digest": platform,
+            "size": 1,
+            "platform": {"os": "linux", "architecture": "amd64"},
+        },
+        {
+            "mediaType": mediatypes.OCI_MANIFEST,
+            "digest": attestation,
+            "size": 1,
+            "platform": {"os": "unknown", "architecture": "unknown"},
+            "annotations": {
+                "vnd.docker.reference.type": "attestation-manifest",
+                "vnd.docker.reference.digest": platform,
+            },
+        },
+    ]
+    registry.put({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries}, "1")
+    tree = inspect_image(registry, Reference.parse("registry.example/a/b:1"))  # type: ignore[arg-type]
+    (node,) = tree.to_dict()["manifests"]
+    assert node["referrers"] == []
+    (shown,) = node["attestations"]
+    assert shown["digest"] == attestation
+    assert [r["digest"] for r in shown["referrers"]] == [signature]
