@@ -98,11 +98,12 @@ def post_within(
     activity: str,
     hint: str,
     limit: int,
-    too_large: Callable[[], Exception],
+    too_large: Callable[[str], Exception],
     **send: Any,
 ) -> tuple[int, bytes]:
     """POST once to a service that answers in one document (a timestamp authority, a
-    transparency log): the status and the body, read within ``limit`` (else ``too_large()``).
+    transparency log): the status and the body, read within ``limit`` (else ``too_large`` of
+    the message "SERVICE URL answered more than LIMIT bytes": the service's own error class).
 
     ``service`` names it in errors ("the timestamp authority"), ``activity`` the exchange when
     its deadline passes ("the timestamp request to URL"). No redirects are followed. A
@@ -130,7 +131,13 @@ def post_within(
                 raise NetworkError(
                     f"{service} {url} is unavailable: HTTP {status} after retries", hint=hint
                 )
-            return status, read_within(response, limit, too_large, chunk=16 * 1024)
+            body = read_within(
+                response,
+                limit,
+                lambda: too_large(f"{service} {url} answered more than {limit} bytes"),
+                chunk=16 * 1024,
+            )
+            return status, body
     except requests.RequestException as err:
         raise NetworkError(f"could not reach {service} {url}: {err}", hint=hint) from None
     except DeadlineExceeded as err:

@@ -73,9 +73,7 @@ def _post(url: str, document: JSONObject, session: requests.Session | None) -> b
         activity=f"the transparency log request to {url}",
         hint=_HINT,
         limit=MAX_RESPONSE_BYTES,
-        too_large=lambda: TransparencyError(
-            f"the transparency log {url} answered more than {MAX_RESPONSE_BYTES} bytes"
-        ),
+        too_large=TransparencyError,
         json=document,
         headers={"Accept": "application/json"},
     )

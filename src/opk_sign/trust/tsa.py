@@ -110,9 +110,7 @@ def _post(url: str, query: bytes, session: requests.Session | None) -> bytes:
         activity=f"the timestamp request to {url}",
         hint=_TSA_HINT,
         limit=MAX_RESPONSE_BYTES,
-        too_large=lambda: TimestampError(
-            f"the timestamp authority {url} answered more than {MAX_RESPONSE_BYTES} bytes"
-        ),
+        too_large=TimestampError,
         data=query,
         headers={"Content-Type": REQUEST_MEDIA_TYPE, "Accept": RESPONSE_MEDIA_TYPE},
     )
