@@ -128,9 +128,9 @@ def test_inspect_text_shows_a_referrers_escapes(
     assert "\x1b" not in out and "\\x1b]0;pwned\\x07" in out
 
 
-def test_inspect_never_hides_a_signature_an_index_calls_an_attestation() -> None:
-    registry = _Registry()
-    platform, signature = _signed_platform(registry)
+def _inspected_platform(registry: _Registry, platform: str, attestation: str) -> dict[str, Any]:
+    """Inspect an index of ``platform`` and an entry naming ``attestation`` as BuildKit's
+    attestation manifest for it; the platform's node, as ``inspect -o json`` shows it."""
     entries: list[dict[str, Any]] = [
         {
             "mediaType": mediatypes.OCI_MANIFEST,
@@ -138,9 +138,9 @@ def test_inspect_never_hides_a_signature_an_index_calls_an_attestation() -> None
             "size": 1,
             "platform": {"os": "linux", "architecture": "amd64"},
         },
-        {  # the index's writer names the signature as the platform's attestation manifest
+        {
             "mediaType": mediatypes.OCI_MANIFEST,
-            "digest": signature,
+            "digest": attestation,
             "size": 1,
             "platform": {"os": "unknown", "architecture": "unknown"},
             "annotations": {
@@ -152,6 +152,14 @@ def test_inspect_never_hides_a_signature_an_index_calls_an_attestation() -> None
     registry.put({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries}, "1")
     tree = inspect_image(registry, Reference.parse("registry.example/a/b:1"))  # type: ignore[arg-type]
     (node,) = tree.to_dict()["manifests"]
+    return dict(node)
+
+
+def test_inspect_never_hides_a_signature_an_index_calls_an_attestation() -> None:
+    registry = _Registry()
+    platform, signature = _signed_platform(registry)
+    # the index's writer names the signature as the platform's attestation manifest
+    node = _inspected_platform(registry, platform, signature)
     assert [r["digest"] for r in node["referrers"]] == [signature]
     assert node["referrers"][0]["artifactType"] == SIGNATURE_ARTIFACT_TYPE
 
@@ -211,27 +219,7 @@ def test_an_attestation_manifests_own_signature_is_shown_under_it() -> None:
     registry.referrers[attestation] = [
         Descriptor(mediatypes.OCI_MANIFEST, signature, 1, artifact_type=SIGNATURE_ARTIFACT_TYPE)
     ]
-    entries: list[dict[str, Any]] = [
-        {
-            "mediaType": mediatypes.OCI_MANIFEST,
-            "digest": platform,
-            "size": 1,
-            "platform": {"os": "linux", "architecture": "amd64"},
-        },
-        {
-            "mediaType": mediatypes.OCI_MANIFEST,
-            "digest": attestation,
-            "size": 1,
-            "platform": {"os": "unknown", "architecture": "unknown"},
-            "annotations": {
-                "vnd.docker.reference.type": "attestation-manifest",
-                "vnd.docker.reference.digest": platform,
-            },
-        },
-    ]
-    registry.put({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": entries}, "1")
-    tree = inspect_image(registry, Reference.parse("registry.example/a/b:1"))  # type: ignore[arg-type]
-    (node,) = tree.to_dict()["manifests"]
+    node = _inspected_platform(registry, platform, attestation)
     assert node["referrers"] == []
     (shown,) = node["attestations"]
     assert shown["digest"] == attestation
