@@ -400,15 +400,17 @@ def _mount_sources(flags: Sequence[tuple[str, str]]) -> list[str]:
 
 
 def _standard_frontend(image: str) -> bool:
-    """Docker's own Dockerfile frontend (``docker/dockerfile[:tag][@digest]``, also spelled
-    ``docker.io/docker/dockerfile`` or ``docker.io/docker/dockerfile-upstream``): what nearly
-    every ``# syntax=`` names, not an image of the change's to check. Any other frontend is."""
-    name = image.split("@", 1)[0]
-    name = name.rsplit(":", 1)[0] if ":" in name.rsplit("/", 1)[-1] else name
-    return name.lower().removeprefix("docker.io/") in (
-        "docker/dockerfile",
-        "docker/dockerfile-upstream",
-    )
+    """Docker's own Dockerfile frontend (``docker/dockerfile`` or ``-upstream``, in any spelling
+    of Docker Hub, any tag or digest): what nearly every ``# syntax=`` names, not an image of
+    the change's to check. Any other frontend is, and so is a name that does not parse."""
+    from opk_sign.errors import UsageError
+    from opk_sign.oci.reference import Reference, canonical_name
+
+    try:
+        name = canonical_name(Reference.parse(image))
+    except UsageError:
+        return False
+    return name in ("docker.io/docker/dockerfile", "docker.io/docker/dockerfile-upstream")
 
 
 def _shorten(word: str, limit: int = 120) -> str:
