@@ -178,8 +178,8 @@ def _split_registry(text: str, name: str) -> tuple[str, str]:
         registry, path = first, name[slash + 1 :]
         if not _DOMAIN.fullmatch(registry):
             raise UsageError(f"invalid image reference {text!r}: invalid registry {registry!r}")
-        host, colon, port = registry.rpartition(":")
-        if colon and port.isdigit() and not host.endswith(":") and int(port) > 65535:
+        _, port = _host_and_port(registry)
+        if port is not None and int(port) > 65535:
             raise UsageError(f"invalid image reference {text!r}: port {port} is over 65535")
     if registry == "index.docker.io":
         registry = DOCKER_HUB
@@ -203,14 +203,22 @@ def _split_registry(text: str, name: str) -> tuple[str, str]:
     return registry, path
 
 
+def _host_and_port(registry: str) -> tuple[str, str | None]:
+    """``registry`` split at its port as written, if it names one (``[::1]`` does not: those
+    colons are the address's)."""
+    host, colon, port = registry.rpartition(":")
+    if colon and port.isascii() and port.isdigit() and ("[" not in registry or host.endswith("]")):
+        return host, port
+    return registry, None
+
+
 def canonical_registry(registry: str) -> str:
     """The one spelling of a registry host: lower-case, the port as a number (``:0443`` is the
     port ``:443`` reaches), without its scheme's default port (``:443`` for HTTPS; ``:80`` for a
     loopback registry, which is plain HTTP), and Docker Hub's host aliases as ``docker.io``."""
-    host = registry.lower()
-    name, colon, port = host.rpartition(":")
-    if colon and port.isascii() and port.isdigit() and ("[" not in host or name.endswith("]")):
-        host = f"{name}:{int(port)}"
+    host, port = _host_and_port(registry.lower())
+    if port is not None:
+        host = f"{host}:{int(port)}"
     default_port = ":80" if is_loopback_host(host) else ":443"
     host = host.removesuffix(default_port)
     return DOCKER_HUB if host in DOCKER_HUB_ALIASES else host
