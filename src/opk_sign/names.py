@@ -8,6 +8,11 @@ from __future__ import annotations
 ENV_INSECURE_REGISTRIES = "OPK_SIGN_INSECURE_REGISTRIES"
 #: The command-line flag naming one (the CLI's; the library takes a value).
 INSECURE_REGISTRY_FLAG = "--insecure-registry"
+#: Environment variables: the default mode of ``sign --tlog`` and the log (CLI and action).
+TLOG_MODE_VAR = "OPK_SIGN_TLOG"
+TLOG_URL_VAR = "OPK_SIGN_TLOG_URL"
+#: What ``--tlog`` (and the action's ``tlog`` input) may be: ``auto`` logs a public repository's.
+TLOG_MODES = ("auto", "always", "never")
 #: The deadline of one HTTP exchange, in seconds, unless ``--timeout`` says otherwise
 #: (``opk_sign.http.HTTPConfig.exchange_timeout``'s default; the help names it).
 DEFAULT_EXCHANGE_TIMEOUT = 60.0

@@ -18,6 +18,7 @@ from actions_toolkit import core
 from opk_sign.actions import runner
 from opk_sign.errors import UsageError
 from opk_sign.issuer import ISSUER_VAR
+from opk_sign.names import TLOG_MODE_VAR, TLOG_MODES, TLOG_URL_VAR
 from opk_sign.oci.credentials import ExplicitCredentials
 from opk_sign.oci.digest import split_digest
 from opk_sign.oci.dockerconfig import DockerConfig
@@ -26,7 +27,7 @@ from opk_sign.oci.reference import Reference
 from opk_sign.oidc import GitHubActionsProvider, TokenProvider
 from opk_sign.oidc.github import REQUEST_TOKEN_VAR
 from opk_sign.sign.image import CustomPredicate, SigningOptions, SigningResult, sign_image
-from opk_sign.tlog.modes import DEFAULT_TLOG_URL, TLOG_MODE_VAR, TLOG_MODES, TLOG_URL_VAR
+from opk_sign.tlog.modes import DEFAULT_TLOG_URL
 from opk_sign.trust.tsa import DEFAULT_TIMESTAMP_URL, TIMESTAMP_URL_VAR
 
 if TYPE_CHECKING:

@@ -19,7 +19,14 @@ from opk_sign.claims import NO_REGEX
 from opk_sign.claims import POLICY_FIELDS as FIELDS
 from opk_sign.errors import UsageError
 from opk_sign.issuer import ISSUER_VAR, default_issuer
-from opk_sign.names import DEFAULT_EXCHANGE_TIMEOUT, ENV_INSECURE_REGISTRIES, INSECURE_REGISTRY_FLAG
+from opk_sign.names import (
+    DEFAULT_EXCHANGE_TIMEOUT,
+    ENV_INSECURE_REGISTRIES,
+    INSECURE_REGISTRY_FLAG,
+    TLOG_MODE_VAR,
+    TLOG_MODES,
+    TLOG_URL_VAR,
+)
 
 # Defining the options imports no more than the above (``opk-sign verify --help``, issue 13: no
 # dataclasses, pathlib or typing): the library each option becomes is imported by the function
@@ -401,8 +408,6 @@ def registry_client(
 PUBLIC_TSA = "https://timestamp.sigstore.dev/api/v1/timestamp"
 #: Likewise opk_sign.tlog.modes.DEFAULT_TLOG_URL.
 PUBLIC_TLOG = "https://log2025-1.rekor.sigstore.dev"
-ENV_TLOG = "OPK_SIGN_TLOG"
-ENV_TLOG_URL = "OPK_SIGN_TLOG_URL"
 
 
 def add_signing_options(parser: argparse.ArgumentParser) -> None:
@@ -431,17 +436,17 @@ def add_signing_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--tlog",
-        choices=("auto", "always", "never"),
-        default=os.environ.get(ENV_TLOG) or "auto",
+        choices=TLOG_MODES,
+        default=os.environ.get(TLOG_MODE_VAR) or "auto",
         help="log every signature and attestation in a Rekor v2 transparency log: auto (only "
         "when the ID token says the repository is public), always, never (default: "
-        f"${ENV_TLOG}, else auto; docs/transparency.md)",
+        f"${TLOG_MODE_VAR}, else auto; docs/transparency.md)",
     )
     group.add_argument(
         "--tlog-url",
         metavar="URL",
-        default=os.environ.get(ENV_TLOG_URL) or None,
-        help=f"the Rekor v2 log (default: ${ENV_TLOG_URL}, else Sigstore's {PUBLIC_TLOG})",
+        default=os.environ.get(TLOG_URL_VAR) or None,
+        help=f"the Rekor v2 log (default: ${TLOG_URL_VAR}, else Sigstore's {PUBLIC_TLOG})",
     )
 
 
@@ -452,13 +457,13 @@ def signing(
     environment; ``options`` are the command's own (``provenance``, ``recursive``...)."""
     from opk_sign.oidc import GitHubActionsProvider
     from opk_sign.sign.image import SigningOptions
-    from opk_sign.tlog.modes import DEFAULT_TLOG_URL, TLOG_MODES
+    from opk_sign.tlog.modes import DEFAULT_TLOG_URL
 
     env = os.environ if environ is None else environ
     if args.tlog not in TLOG_MODES:  # argparse checks --tlog's choices, not its default
         raise UsageError(
-            f"${ENV_TLOG} is {args.tlog!r}: it must be one of {', '.join(TLOG_MODES)}",
-            hint=f"set ${ENV_TLOG} to auto, always or never, or give --tlog",
+            f"${TLOG_MODE_VAR} is {args.tlog!r}: it must be one of {', '.join(TLOG_MODES)}",
+            hint=f"set ${TLOG_MODE_VAR} to auto, always or never, or give --tlog",
         )
     signing_options = SigningOptions(
         server_url=env.get("GITHUB_SERVER_URL") or "https://github.com",

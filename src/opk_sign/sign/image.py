@@ -52,6 +52,7 @@ from opk_sign.errors import (
 from opk_sign.http import new_session
 from opk_sign.identity import SignerIdentity
 from opk_sign.jose import CompactJWS, JSONObject, parse_json_object
+from opk_sign.names import TLOG_MODES
 from opk_sign.oci import mediatypes
 from opk_sign.oci.client import PendingReferrers, RegistryClient
 from opk_sign.oci.descriptor import Descriptor
@@ -71,7 +72,7 @@ from opk_sign.pktoken import (
 )
 from opk_sign.pktoken.verify import select_key
 from opk_sign.sign.signer import Signer
-from opk_sign.tlog.modes import DEFAULT_TLOG_URL, TLOG_MODES, should_log
+from opk_sign.tlog.modes import DEFAULT_TLOG_URL, should_log
 from opk_sign.trust.tsa import request_timestamp
 from opk_sign.urls import require_secure_url
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from opk_sign.names import TLOG_MODES
+
 #: Sigstore's production Rekor v2 instance, as Sigstore's published signing config
 #: (sigstore/root-signing, targets/signing_config.v0.2.json: "rekorTlogUrls", API version 2)
 #: lists it. Rekor v2 shards by year; a later shard is a later release of opk-sign.
 DEFAULT_TLOG_URL: Final = "https://log2025-1.rekor.sigstore.dev"
-#: Environment variables: the log (CLI and action) and the default mode of ``sign --tlog``.
-TLOG_URL_VAR: Final = "OPK_SIGN_TLOG_URL"
-TLOG_MODE_VAR: Final = "OPK_SIGN_TLOG"
-TLOG_MODES: Final = ("auto", "always", "never")
 
 
 def should_log(mode: str, claims: object) -> bool:
