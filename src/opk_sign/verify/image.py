@@ -44,7 +44,7 @@ from opk_sign.errors import (
 from opk_sign.oci import limits, mediatypes
 from opk_sign.oci.client import RefLike, RegistryClient
 from opk_sign.oci.descriptor import Descriptor, Platform
-from opk_sign.oci.manifest import ImageManifest, Manifest, parse_manifest
+from opk_sign.oci.manifest import ImageIndex, ImageManifest, Manifest, parse_manifest
 from opk_sign.oci.reference import Reference, image_key
 from opk_sign.pktoken.verify import VerifiedPKToken
 from opk_sign.policy import AllOf, AnyOf, ClaimPolicy, IdentityPolicy
@@ -191,9 +191,7 @@ def _verify_tree(
 ) -> list[ManifestResult]:
     manifest = client.parse(descriptor, data)
     if isinstance(manifest, ImageManifest):
-        alone = _buildkit_context(
-            client, ref, options, index_digest=None, index_verified=False, listed={}
-        )
+        alone = _buildkit_context(client, ref, options, index=None, index_verified=False)
         # Per-platform source requirements (a library file's architectures): a plain manifest's
         # platform is its config's, checked like an index entry's (docs/official-images.md).
         own = None
@@ -218,18 +216,13 @@ def _verify_tree(
             )
     results = [_verify_manifest(client, ref, descriptor, None, options, attest=False)]
     # BuildKit's in-index attestation manifests: covered by the index's signature when it passed.
-    context = None
-    if _wants_buildkit(options):
-        from opk_sign.payloads.buildkit import attestations_in_index
-
-        context = _buildkit_context(
-            client,
-            ref,
-            options,
-            index_digest=descriptor.digest,
-            index_verified=results[0].outcome is Outcome.VERIFIED,
-            listed=attestations_in_index(manifest),
-        )
+    context = _buildkit_context(
+        client,
+        ref,
+        options,
+        index=(descriptor, manifest),
+        index_verified=results[0].outcome is Outcome.VERIFIED,
+    )
     for child in platforms:
         results.append(
             _verify_manifest(
@@ -250,15 +243,19 @@ def _buildkit_context(
     ref: Reference,
     options: VerifyOptions,
     *,
-    index_digest: str | None,
+    index: tuple[Descriptor, ImageIndex] | None,
     index_verified: bool,
-    listed: dict[str, list[Descriptor]],
 ) -> BuildKitContext | None:
-    """What BuildKit's attestations and source requirements need, or None when the verification
-    asks for neither (so a plain verification never loads their checks)."""
-    if not _wants_buildkit(options):
+    """What BuildKit's attestations and source requirements need (``index``: the index being
+    verified, if any, whose attestation manifests it lists), or None when the verification asks
+    for neither (so a plain verification never loads their checks)."""
+    if not options.attestations and options.source is None:
         return None
+    from opk_sign.payloads.buildkit import attestations_in_index
     from opk_sign.verify.attestations import BuildKitContext
+
+    index_digest = index[0].digest if index is not None else None
+    listed = attestations_in_index(index[1]) if index is not None else {}
 
     def own_signature(digest: str) -> list[BundleCheck]:
         referrers = client.list_referrers(ref, digest)
@@ -270,10 +267,6 @@ def _buildkit_context(
         )
 
     return BuildKitContext(index_digest, index_verified, listed, own_signature)
-
-
-def _wants_buildkit(options: VerifyOptions) -> bool:
-    return bool(options.attestations) or options.source is not None
 
 
 def _platform_matches(have: Platform | None, want: Platform) -> bool:
